@@ -1,0 +1,1 @@
+"""Settings and data files (the demo district) of Huying."""

@@ -1,0 +1,249 @@
+"""Running process instances: start, complete a work item, deliver an event, persist.
+
+Every public method is one step of one instance inside the caller's
+transaction: restore the state onto the cached spec, run the engine, mirror
+the human tasks into :class:`WorkItem` rows, write the state back with an
+optimistic version check and append to the audit log.  The caller commits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+from SpiffWorkflow.bpmn.specs.mixins.events.end_event import EndEvent
+from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
+from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import CodeEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.util.task import TaskState
+
+from .audit import record_audit
+from .clock import Clock
+from .definitions import SPEC_CACHE, SpecCache, get_definition
+from .errors import Conflict, NotFound, ProcessError
+from .models import ProcessInstance, WorkItem
+from .spiff import BpmnWorkflow, ParsedProcess, deliver_to_boundary, dump_state, load_state
+
+
+@dataclass
+class StepResult:
+    """What one step changed: the instance, the work items it opened and closed, how it ended."""
+
+    instance: ProcessInstance
+    opened: list[WorkItem] = field(default_factory=list)
+    closed: list[WorkItem] = field(default_factory=list)
+    ended: bool = False
+    end_status: str | None = None
+    caught: int = 1
+    # task data of each newly opened work item, keyed by task id (for the domain to read counters)
+    opened_data: dict[str, dict] = field(default_factory=dict)
+    open_items: list[WorkItem] = field(default_factory=list)
+
+
+def _lookup(data: dict, path: str):
+    value = data
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+class ProcessRuntime:
+    """Runs instances for one session; ``clock`` gives every timestamp."""
+
+    def __init__(self, session: Session, clock: Clock, cache: SpecCache = SPEC_CACHE):
+        self.session = session
+        self.clock = clock
+        self.cache = cache
+
+    # ---- public API -------------------------------------------------------------------------
+    def start(self, process_id: str, data: dict, *, business_key: str, actor: str,
+              version: int | None = None) -> StepResult:
+        """Start the latest (or the given) version of ``process_id`` with ``data``."""
+        definition = get_definition(self.session, process_id, version)
+        parsed = self.cache.get(definition)
+        now = self.clock.now()
+        workflow = parsed.new_workflow(data)
+        instance = ProcessInstance(definition=definition, business_key=business_key, status="running",
+                                   state=b"", created_at=now, updated_at=now)
+        self.session.add(instance)
+        self._run(workflow)
+        result = self._save(instance, workflow, parsed, open_items=[], closed_task=None, actor=actor, action=None)
+        record_audit(self.session, at=now, actor=actor, action="process_started", subject=business_key,
+                     instance_id=instance.id, new={"process": process_id, "version": definition.version})
+        return result
+
+    def complete(self, item: WorkItem, data: dict, *, actor: str, action: str,
+                 expected_instance_version: int | None = None) -> StepResult:
+        """Complete the human task behind ``item`` with ``data``.
+
+        Raises :class:`Conflict` if the item is no longer open or the instance
+        changed underneath (someone else acted first); nothing is written then.
+        """
+        if item.state != "open":
+            raise Conflict(f"work item {item.id} ({item.title}) is already {item.state}"
+                           + (f" by {item.closed_by}" if item.closed_by else ""))
+        instance = item.instance
+        if expected_instance_version is not None and instance.lock_version != expected_instance_version:
+            raise Conflict(f"{instance.business_key} changed since you loaded it; reload and try again")
+        parsed, workflow = self._load(instance)
+        task = self._task(workflow, item)
+        if not task.has_state(TaskState.READY):
+            raise Conflict(f"work item {item.id} ({item.title}) cannot be completed now ({task.state_name})")
+        task.data.update(data)
+        try:
+            task.run()
+        except SpiffWorkflowException as exc:
+            raise ProcessError(f"{item.title}: {exc}") from None
+        self._run(workflow)
+        open_items = self._open_items(instance)
+        return self._save(instance, workflow, parsed, open_items=open_items, closed_task=item,
+                          actor=actor, action=action)
+
+    def deliver(self, item: WorkItem, event_name: str, payload: dict | None, *, actor: str) -> StepResult:
+        """Deliver ``event_name`` to the boundary events on ``item``'s task (and only there).
+
+        If nothing waits for it (already handled, or the task moved on) this is a
+        no-op and ``caught`` is 0.
+        """
+        if item.state != "open":
+            return StepResult(instance=item.instance, caught=0)
+        instance = item.instance
+        parsed, workflow = self._load(instance)
+        task = self._task(workflow, item)
+        caught = deliver_to_boundary(task, event_name, payload)
+        if caught == 0:
+            return StepResult(instance=instance, caught=0)
+        self._run(workflow)
+        open_items = self._open_items(instance)
+        result = self._save(instance, workflow, parsed, open_items=open_items, closed_task=None, actor=actor,
+                            action=None)
+        result.caught = caught
+        return result
+
+    def waiting_events(self, item: WorkItem) -> list[str]:
+        """Names of the events the boundary events on ``item``'s task wait for."""
+        _parsed, workflow = self._load(item.instance)
+        task = self._task(workflow, item)
+        names = []
+        for sibling in task.parent.children if task.parent else []:
+            if sibling is not task and isinstance(sibling.task_spec, CatchingEvent) \
+                    and sibling.has_state(TaskState.WAITING):
+                names.append(sibling.task_spec.event_definition.name)
+        return names
+
+    def open_items(self, instance: ProcessInstance) -> list[WorkItem]:
+        return self._open_items(instance)
+
+    # ---- internals --------------------------------------------------------------------------
+    def _load(self, instance: ProcessInstance) -> tuple[ParsedProcess, BpmnWorkflow]:
+        parsed = self.cache.get(instance.definition)
+        return parsed, load_state(instance.state, parsed)
+
+    @staticmethod
+    def _task(workflow: BpmnWorkflow, item: WorkItem):
+        task = workflow.get_task_from_id(UUID(item.task_id))
+        if task is None:
+            raise NotFound(f"task of work item {item.id} not found in {item.instance.business_key}")
+        return task
+
+    def _open_items(self, instance: ProcessInstance) -> list[WorkItem]:
+        if instance.id is None:
+            return []
+        return list(self.session.scalars(select(WorkItem).where(WorkItem.instance_id == instance.id,
+                                                                WorkItem.state == "open")))
+
+    @staticmethod
+    def _run(workflow: BpmnWorkflow) -> None:
+        try:
+            workflow.do_engine_steps()
+        except SpiffWorkflowException as exc:
+            raise ProcessError(f"the process failed: {exc}") from None
+        uncaught = [e for e in workflow.get_events() if isinstance(e.event_definition, CodeEventDefinition)]
+        if uncaught:
+            names = ", ".join(f"{type(e.event_definition).__name__.replace('EventDefinition', '').lower()} "
+                              f"'{e.event_definition.code or e.event_definition.name}'" for e in uncaught)
+            raise ProcessError(f"the process threw {names} and nothing caught it")
+
+    def _save(self, instance, workflow, parsed, *, open_items, closed_task, actor, action) -> StepResult:
+        now = self.clock.now()
+        result = StepResult(instance=instance)
+        ready = {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)}
+        by_task = {wi.task_id: wi for wi in open_items}
+        if closed_task is not None:
+            by_task.setdefault(closed_task.task_id, closed_task)
+        for task_id, wi in by_task.items():
+            if task_id in ready:
+                continue
+            completed = closed_task is not None and task_id == closed_task.task_id
+            wi.state = "completed" if completed else "cancelled"
+            wi.closed_at = now
+            wi.closed_by = actor if completed else None
+            wi.action = action if completed else None
+            result.closed.append(wi)
+        still_open = [wi for tid, wi in by_task.items() if tid in ready]
+        for task_id, task in ready.items():
+            if task_id in by_task:
+                continue
+            wi = self._new_item(instance, workflow, task, now)
+            self.session.add(wi)
+            result.opened.append(wi)
+            result.opened_data[task_id] = task.data
+        result.open_items = still_open + result.opened
+        instance.state = dump_state(workflow)
+        instance.updated_at = now
+        instance.next_wakeup_at = self._next_wakeup(workflow)
+        if workflow.completed:
+            instance.status = "completed"
+            result.ended = True
+            end = self._end_event(workflow)
+            instance.end_event = end.task_spec.bpmn_id if end else None
+            result.end_status = (end.task_spec.extensions.get("properties", {}).get("status")
+                                 if end is not None else None)
+        try:
+            self.session.flush()
+        except StaleDataError:
+            raise Conflict(f"{instance.business_key} was changed by someone else at the same time; "
+                           "nothing was saved, reload and try again") from None
+        return result
+
+    @staticmethod
+    def _new_item(instance, workflow, task, now) -> WorkItem:
+        spec = task.task_spec
+        props = dict(spec.extensions.get("properties", {})) if hasattr(spec, "extensions") else {}
+        owner_path = props.get("owner")
+        owner = _lookup(task.data, owner_path) if owner_path else None
+        context_keys = [k.strip() for k in props.get("context", "").split(",") if k.strip()]
+        context = {k: task.data.get(k) for k in context_keys if task.data.get(k) is not None}
+        via = None
+        if task.workflow is not workflow:
+            parent = workflow.get_task_from_id(task.workflow.parent_task_id)
+            while parent is not None and parent.task_spec.bpmn_id is None:
+                parent = parent.parent
+            via = parent.task_spec.bpmn_id if parent is not None else None
+        return WorkItem(instance=instance, task_id=str(task.id), task_name=spec.bpmn_id or spec.name,
+                        title=spec.bpmn_name or spec.name, lane=spec.lane,
+                        owner_unit=str(owner) if owner is not None else None, via=via, properties=props,
+                        context=context, state="open", created_at=now)
+
+    @staticmethod
+    def _end_event(workflow):
+        ends = [t for t in workflow.get_tasks(state=TaskState.COMPLETED)
+                if t.workflow is workflow and isinstance(t.task_spec, EndEvent)]
+        return max(ends, key=lambda t: t.last_state_change) if ends else None
+
+    @staticmethod
+    def _next_wakeup(workflow) -> datetime | None:
+        times = []
+        for pending in workflow.waiting_events():
+            if pending.event_type == TimerEventDefinition.__name__ and isinstance(pending.value, str):
+                try:
+                    times.append(datetime.fromisoformat(pending.value))
+                except ValueError:
+                    continue
+        return min(times) if times else None

@@ -1,0 +1,171 @@
+"""Everything that touches SpiffWorkflow's internals lives here: parser, scoped events, serializer.
+
+Two SpiffWorkflow 3.2 behaviours are corrected on purpose:
+
+* Spiff's escalation events are *broadcast* to every catcher in the instance
+  (``SpiffItemAwareEventDefinition.throw`` drops the target that plain BPMN
+  escalations carry).  With one department sub-process per department, a
+  "reassign" ruling for one department would move all of them.  BPMN scopes an
+  escalation to where it was thrown, widening outwards; so does
+  :class:`ScopedEscalationEventDefinition`.
+* The default serializer embeds the whole spec in every snapshot (~half of it).
+  We store the spec once per definition version and snapshots hold only state.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass
+
+from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
+from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnValidator
+from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
+from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
+from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
+from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
+from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
+from SpiffWorkflow.spiff.specs.event_definitions import EscalationEventDefinition
+from SpiffWorkflow.util.task import TaskState
+
+__all__ = ["BpmnWorkflow", "ParsedProcess", "new_parser", "scoped_events", "SCRIPT_ENGINE",
+           "dump_state", "load_state", "dump_specs", "load_specs", "deliver_to_boundary"]
+
+
+class ScopedEscalationEventDefinition(EscalationEventDefinition):
+    """An escalation caught in the workflow that threw it, else the enclosing ones, outwards."""
+
+    def throw(self, my_task):
+        payload = None
+        if self.expression is not None:
+            payload = my_task.workflow.script_engine.evaluate(my_task, self.expression)
+        event = BpmnEvent(self, payload=payload)
+        manager = my_task.workflow.top_workflow.event_manager
+        scope = my_task.workflow
+        while scope is not None:
+            catchers = [t for t in list(manager.tasks.values())
+                        if t.workflow is scope and t.task_spec.event_definition.catches(t, event)]
+            if catchers:
+                for task in catchers:
+                    task.task_spec.catch(task, event)
+                    task.task_spec._update(task)
+                return
+            scope = scope.parent_workflow
+        # Nothing caught it: surface it, so the engine reports an error instead of silence.
+        my_task.workflow.top_workflow.bpmn_events.append(event)
+
+
+def scoped_events(specs) -> None:
+    """Swap Spiff's broadcast escalations for scoped ones in parsed specs (in place)."""
+    for spec in specs:
+        for task_spec in spec.task_specs.values():
+            definition = getattr(task_spec, "event_definition", None)
+            if type(definition) is EscalationEventDefinition:
+                definition.__class__ = ScopedEscalationEventDefinition
+
+
+class StateOnlyWorkflowConverter(BpmnWorkflowConverter):
+    """Serializes a workflow without its specs; restoring takes the cached specs as arguments."""
+
+    def to_dict(self, workflow):
+        dct = super(BpmnWorkflowConverter, self).to_dict(workflow)
+        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
+        dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
+        return dct
+
+    def from_dict(self, dct, spec=None, subprocess_specs=None):
+        if spec is None:
+            raise ValueError("a state-only snapshot needs the cached spec to restore")
+        from uuid import UUID
+
+        workflow = self.target_class(spec, subprocess_specs, deserializing=True)
+        workflow.tasks = self.mapping_from_dict(dct["tasks"], UUID, workflow=workflow)
+        workflow.task_tree = workflow.tasks.get(UUID(dct["root"]))
+        self.set_default_attributes(workflow, dct)
+        self.subprocesses_from_dict(dct["subprocesses"], workflow)
+        workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
+        return workflow
+
+
+def _registry():
+    config = dict(SPIFF_CONFIG)
+    config[ScopedEscalationEventDefinition] = config[EscalationEventDefinition]
+    spec_registry = BpmnWorkflowSerializer.configure(config)
+    state_config = dict(config)
+    state_config[BpmnWorkflow] = StateOnlyWorkflowConverter
+    state_registry = BpmnWorkflowSerializer.configure(state_config)
+    return BpmnWorkflowSerializer(spec_registry), BpmnWorkflowSerializer(state_registry)
+
+
+_SPEC_SERIALIZER, _STATE_SERIALIZER = _registry()
+
+# Diagrams get plain task-data evaluation and a few harmless builtins; deploying
+# BPMN is an admin-only act (scripts run with Python's eval/exec).
+SCRIPT_ENGINE = PythonScriptEngine(environment=TaskDataEnvironment({
+    "dict": dict, "list": list, "len": len, "min": min, "max": max, "sorted": sorted, "any": any, "all": all,
+}))
+
+
+def new_parser(validate: bool = True) -> SpiffBpmnParser:
+    return SpiffBpmnParser(validator=BpmnValidator() if validate else None)
+
+
+@dataclass
+class ParsedProcess:
+    process_id: str
+    spec: object
+    subprocess_specs: dict
+
+    def new_workflow(self, data: dict) -> BpmnWorkflow:
+        workflow = BpmnWorkflow(self.spec, self.subprocess_specs, script_engine=SCRIPT_ENGINE)
+        for task in workflow.get_tasks(state=TaskState.READY):
+            task.set_data(**data)
+        return workflow
+
+
+def dump_specs(parsed: ParsedProcess) -> str:
+    return json.dumps({
+        "spec": _SPEC_SERIALIZER.to_dict(parsed.spec),
+        "subprocess_specs": {k: _SPEC_SERIALIZER.to_dict(v) for k, v in parsed.subprocess_specs.items()},
+    })
+
+
+def load_specs(process_id: str, text: str) -> ParsedProcess:
+    dct = json.loads(text)
+    return ParsedProcess(process_id, _SPEC_SERIALIZER.from_dict(dct["spec"]),
+                         {k: _SPEC_SERIALIZER.from_dict(v) for k, v in dct["subprocess_specs"].items()})
+
+
+def dump_state(workflow: BpmnWorkflow) -> bytes:
+    return _STATE_SERIALIZER.serialize_json(workflow, use_gzip=True)
+
+
+def load_state(blob: bytes, parsed: ParsedProcess) -> BpmnWorkflow:
+    dct = json.loads(gzip.decompress(blob))
+    _STATE_SERIALIZER.migrate(dct)
+    workflow = _STATE_SERIALIZER.from_dict(dct, spec=parsed.spec, subprocess_specs=parsed.subprocess_specs)
+    workflow.script_engine = SCRIPT_ENGINE
+    return workflow
+
+
+def deliver_to_boundary(task, event_name: str, payload=None) -> int:
+    """Deliver a named event to the boundary events attached to ``task`` only.
+
+    Returns how many boundary events caught it (0: nothing waits for it, e.g. a
+    second delivery of the same breach, which callers treat as already handled).
+    """
+    caught = 0
+    if task.parent is None:
+        return 0
+    for sibling in task.parent.children:
+        spec = sibling.task_spec
+        if sibling is task or not isinstance(spec, CatchingEvent):
+            continue
+        definition = spec.event_definition
+        if getattr(definition, "name", None) != event_name or not sibling.has_state(TaskState.WAITING):
+            continue
+        spec.catch(sibling, BpmnEvent(definition, payload=payload))
+        spec._update(sibling)
+        caught += 1
+    return caught
+

@@ -1,0 +1,291 @@
+"""Calls (tickets): filing, acting on their work items, reading them back.
+
+Every function takes a :class:`ServiceContext`, changes state, writes the
+audit log and flushes; it never commits.  One call = one engine instance.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from marshmallow import Schema, fields, validate
+from marshmallow import ValidationError as SchemaError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.audit import audit_trail, record_audit
+from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from engine.models import AuditEvent, WorkItem
+from engine.runtime import StepResult
+
+from .actions import available_actions, resolve_action
+from .context import ServiceContext
+from .models import URGENCIES, Call
+from .org import FILING_ROLES, LANE_ROLES, check_may_act, district_of, get_category, get_unit, may_see_call
+
+PROCESS_ID = "call_dispatch"
+# A call's status is that of its least advanced open work item.
+STATUS_ORDER = ("reported", "triage", "district", "dispatched", "in_progress", "on_hold", "verify", "feedback")
+LEVEL_OF_LANE = {"community": "community", "street": "street", "district": "district"}
+LEVEL_RANK = {"community": 0, "street": 1, "district": 2}
+
+
+class FileCallSchema(Schema):
+    category = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    description = fields.String(required=True, validate=validate.Length(min=1, max=4000))
+    location = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    urgency = fields.String(load_default="normal", validate=validate.OneOf(URGENCIES))
+    community = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
+    direct_to_street = fields.Boolean(load_default=False)
+    latitude = fields.Float(load_default=None, validate=validate.Range(min=-90, max=90))
+    longitude = fields.Float(load_default=None, validate=validate.Range(min=-180, max=180))
+    photos = fields.List(fields.String(validate=validate.Length(min=1, max=300)), load_default=list,
+                         validate=validate.Length(max=9))
+
+
+def _load(schema: Schema, data) -> dict:
+    if not isinstance(data, dict):
+        raise ValidationFailed("expected a JSON object")
+    try:
+        return schema.load(data)
+    except SchemaError as exc:
+        msgs = {k: (v if isinstance(v, list) else [str(v)]) for k, v in exc.messages.items()}
+        raise ValidationFailed("; ".join(f"{k}: {' '.join(map(str, v))}" for k, v in msgs.items()),
+                               field_errors=msgs) from None
+
+
+def file_call(ctx: ServiceContext, data: dict) -> Call:
+    """A grid worker (or community staff, or a street dispatcher) files a call; starts its process.
+
+    Raises :class:`ValidationFailed` (bad input) or :class:`Forbidden` (role).
+    """
+    user = ctx.user
+    if user.role not in FILING_ROLES:
+        raise Forbidden(f"{user.role} cannot file calls")
+    values = _load(FileCallSchema(), data)
+    category = get_category(ctx.session, values["category"])
+    if user.unit.kind == "community":
+        community = user.unit
+        if values["community"] not in (None, community.code):
+            raise Forbidden(f"{user.username} files calls for {community.code} only")
+    else:
+        if not values["community"]:
+            raise ValidationFailed("community is required when a street files a call",
+                                   field_errors={"community": ["required"]})
+        community = get_unit(ctx.session, values["community"], "community")
+        if community.parent_id != user.unit_id:
+            raise Forbidden(f"{community.code} is not a community of {user.unit.code}")
+        values["direct_to_street"] = True
+    street = community.parent
+    district = district_of(community)
+    now = ctx.clock.now()
+    call = Call(category_code=category.code, description=values["description"], location=values["location"],
+                latitude=values["latitude"], longitude=values["longitude"], urgency=values["urgency"],
+                photos=values["photos"], reporter=user, community_code=community.code, street_code=street.code,
+                status="reported", level="community", created_at=now, updated_at=now)
+    ctx.session.add(call)
+    ctx.session.flush()
+    call.number = f"HY{now:%Y%m%d}{call.id:06d}"
+    step = ctx.runtime.start(PROCESS_ID, {
+        "call": call.number, "category": category.code, "urgency": call.urgency,
+        "community": community.code, "street": street.code, "district": district.code,
+        "direct_to_street": values["direct_to_street"], "level": "street", "problem_ticket": False,
+        "reopen_count": 0, "rework_count": 0, "rework": False, "reassign_count": 0,
+    }, business_key=call.number, actor=ctx.actor)
+    call.instance_id = step.instance.id
+    routed = next(iter(step.opened_data.values()), {})
+    call.handling_level = routed.get("handling_level", "street")
+    call.suggested_lead = routed.get("lead_department") or None
+    call.suggested_assists = list(routed.get("assist_departments") or [])
+    call.sla_class = routed.get("sla_class", "standard")
+    _sync_call(ctx, call, step)
+    record_audit(ctx.session, at=now, actor=ctx.actor, action="call.filed", subject=call.number,
+                 instance_id=call.instance_id, new={"status": call.status, "level": call.level},
+                 detail={"category": category.code, "urgency": call.urgency, "community": community.code,
+                         "routing": {"handling_level": call.handling_level, "lead": call.suggested_lead,
+                                     "assists": call.suggested_assists, "sla_class": call.sla_class}})
+    ctx.session.flush()
+    return call
+
+
+@dataclass
+class ActionOutcome:
+    call: Call
+    item: WorkItem
+    action: str
+    opened: list[WorkItem] = field(default_factory=list)
+    closed: list[WorkItem] = field(default_factory=list)
+    caught: int = 1
+
+
+def call_of_instance(session: Session, instance_id: int) -> Call:
+    call = session.scalar(select(Call).where(Call.instance_id == instance_id, Call.parent_id.is_(None)))
+    if call is None:
+        raise NotFound(f"no call for process instance {instance_id}")
+    return call
+
+
+def get_work_item(session: Session, item_id: int) -> WorkItem:
+    item = session.get(WorkItem, item_id)
+    if item is None:
+        raise NotFound(f"no work item {item_id}")
+    return item
+
+
+def act_on_work_item(ctx: ServiceContext, item_id: int, action: str, data: dict | None = None) -> ActionOutcome:
+    """Do ``action`` on a work item: checks role and org unit, validates, advances the process.
+
+    Raises :class:`NotFound`, :class:`Forbidden`, :class:`ValidationFailed` or
+    :class:`Conflict` (already done, or someone else acted first); nothing is
+    written when it raises.
+    """
+    item = get_work_item(ctx.session, item_id)
+    check_may_act(ctx.user, item)
+    if item.state != "open":
+        raise Conflict(f"work item {item.id} ({item.title}) is already {item.state}"
+                       + (f" by {item.closed_by}" if item.closed_by else ""))
+    spec, values = resolve_action(item, action, data)
+    call = call_of_instance(ctx.session, item.instance_id)
+    old = {"status": call.status, "level": call.level}
+    outcome = spec.handler(ctx, call, item, values)
+    runtime = ctx.runtime
+    if outcome.kind == "complete":
+        step = runtime.complete(item, outcome.data, actor=ctx.actor, action=action)
+    elif outcome.kind == "deliver":
+        step = runtime.deliver(item, outcome.event, outcome.data, actor=ctx.actor)
+        if step.caught == 0:
+            raise Conflict(f"'{action}' cannot be done on '{item.title}' now")
+        item.context = {**item.context, outcome.event: outcome.data}
+    else:
+        step = None
+    now = ctx.clock.now()
+    if step is not None:
+        _sync_call(ctx, call, step)
+    call.updated_at = now
+    record_audit(ctx.session, at=now, actor=ctx.actor, action=f"{item.task_name}.{action}", subject=call.number,
+                 instance_id=item.instance_id, work_item_id=item.id, old=old,
+                 new={"status": call.status, "level": call.level},
+                 detail={"task": item.title, "unit": item.owner_unit, **values})
+    ctx.session.flush()
+    return ActionOutcome(call, item, action, step.opened if step else [], step.closed if step else [],
+                         step.caught if step else 1)
+
+
+def deliver_process_event(ctx: ServiceContext, item_id: int, event: str, payload: dict | None = None) -> int:
+    """Deliver an engine event (an SLA warning, breach or overdue) to one work item's task.
+
+    Returns how many boundary events caught it; 0 means it was already handled.
+    """
+    item = get_work_item(ctx.session, item_id)
+    call = call_of_instance(ctx.session, item.instance_id)
+    old = {"status": call.status, "level": call.level}
+    step = ctx.runtime.deliver(item, event, payload or {"work_item": item.id}, actor=ctx.actor)
+    if step.caught:
+        _sync_call(ctx, call, step)
+        call.updated_at = ctx.clock.now()
+        record_audit(ctx.session, at=ctx.clock.now(), actor=ctx.actor, action=f"event.{event}",
+                     subject=call.number, instance_id=item.instance_id, work_item_id=item.id, old=old,
+                     new={"status": call.status, "level": call.level},
+                     detail={"task": item.title, "unit": item.owner_unit})
+        ctx.session.flush()
+    return step.caught
+
+
+def open_child_tickets(ctx: ServiceContext, parent: Call, slots: list[dict]) -> list[Call]:
+    """District coordination: one child ticket per department; the parent closes when all have."""
+    existing = ctx.session.scalars(select(Call).where(Call.parent_id == parent.id)).all()
+    now = ctx.clock.now()
+    children = []
+    for i, slot in enumerate(slots, start=len(existing) + 1):
+        child = Call(number=f"{parent.number}-{i}", category_code=parent.category_code,
+                     description=parent.description, location=parent.location, urgency=parent.urgency,
+                     photos=[], reporter_id=parent.reporter_id, community_code=parent.community_code,
+                     street_code=parent.street_code, status="dispatched", level="district",
+                     parent_id=parent.id, department_code=slot["department"], created_at=now, updated_at=now)
+        ctx.session.add(child)
+        children.append(child)
+    ctx.session.flush()
+    for child in children:
+        record_audit(ctx.session, at=now, actor=ctx.actor, action="call.child_opened", subject=parent.number,
+                     new={"child": child.number, "department": child.department_code})
+    return children
+
+
+def _sync_call(ctx: ServiceContext, call: Call, step: StepResult) -> None:
+    """Mirror the process onto the call: status, level, counters, child tickets."""
+    now = ctx.clock.now()
+    items = step.open_items
+    if step.ended:
+        call.status = step.end_status or "closed"
+        call.closed_at = now
+    else:
+        statuses = [wi.properties.get("status") for wi in items if wi.properties.get("status") in STATUS_ORDER]
+        if statuses:
+            call.status = min(statuses, key=STATUS_ORDER.index)
+    levels = [LEVEL_OF_LANE[wi.lane] for wi in items if wi.lane in LEVEL_OF_LANE]
+    if levels:
+        call.level = max(levels, key=LEVEL_RANK.__getitem__)
+    for data in step.opened_data.values():
+        call.reopen_count = max(call.reopen_count, int(data.get("reopen_count", 0)))
+        call.rework_count = max(call.rework_count, int(data.get("rework_count", 0)))
+        if data.get("problem_ticket"):
+            call.problem_ticket = True
+    children = ctx.session.scalars(select(Call).where(Call.parent_id == call.id, Call.closed_at.is_(None))).all()
+    for child in children:
+        mine = [wi.properties.get("status") for wi in items
+                if wi.lane == "department" and wi.owner_unit == child.department_code
+                and wi.properties.get("status") in STATUS_ORDER]
+        if mine:
+            child.status = min(mine, key=STATUS_ORDER.index)
+        elif call.level == "district" or step.ended:
+            child.status = "closed"
+            child.closed_at = now
+        child.updated_at = now
+
+
+# ---- reading -----------------------------------------------------------------------------------
+
+def get_call(ctx: ServiceContext, number: str) -> Call:
+    call = ctx.session.scalar(select(Call).where(Call.number == number))
+    if call is None:
+        raise NotFound(f"no call {number}")
+    if not may_see_call(ctx.session, ctx.user, call):
+        raise Forbidden(f"{ctx.user.username} may not see {number}")
+    return call
+
+
+@dataclass
+class CallView:
+    call: Call
+    open_items: list[WorkItem]
+    timeline: list[AuditEvent]
+    children: list[Call]
+
+
+def show_call(ctx: ServiceContext, number: str) -> CallView:
+    call = get_call(ctx, number)
+    root = call.parent if call.parent_id else call
+    items = list(ctx.session.scalars(select(WorkItem).where(WorkItem.instance_id == root.instance_id,
+                                                            WorkItem.state == "open").order_by(WorkItem.id)))
+    if call.parent_id:
+        items = [wi for wi in items if wi.owner_unit == call.department_code]
+    children = list(ctx.session.scalars(select(Call).where(Call.parent_id == call.id).order_by(Call.id)))
+    return CallView(call, items, audit_trail(ctx.session, root.number), children)
+
+
+@dataclass
+class QueueEntry:
+    item: WorkItem
+    call: Call
+    actions: list[str]
+
+
+def my_work(ctx: ServiceContext, limit: int = 200) -> list[QueueEntry]:
+    """The open work items this user's role and org unit may act on, oldest first."""
+    lanes = [lane for lane, roles in LANE_ROLES.items() if ctx.user.role in roles]
+    if not lanes:
+        return []
+    rows = ctx.session.execute(
+        select(WorkItem, Call).join(Call, (Call.instance_id == WorkItem.instance_id) & Call.parent_id.is_(None))
+        .where(WorkItem.owner_unit == ctx.user.unit.code, WorkItem.state == "open", WorkItem.lane.in_(lanes))
+        .order_by(WorkItem.created_at, WorkItem.id).limit(limit)).all()
+    return [QueueEntry(item, call, available_actions(item)) for item, call in rows]

@@ -1,0 +1,78 @@
+"""The org tree and users: lookups and the visibility rules of domain.md §1."""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.errors import Forbidden, NotFound, ValidationFailed
+
+from .models import Call, Category, OrgUnit, User
+
+# Which roles may act on a work item of each BPMN lane; the item's owner unit
+# (from the diagram's ``owner`` property) must also be the user's own unit.
+LANE_ROLES = {
+    "community": {"community_staff"},
+    "street": {"street_dispatcher"},
+    "department": {"department_staff"},
+    "district": {"district_dispatcher"},
+    "command": {"street_dispatcher", "district_dispatcher"},
+    "verification": {"grid_worker", "community_staff", "street_dispatcher"},
+}
+FILING_ROLES = {"grid_worker", "community_staff", "street_dispatcher"}
+READ_ALL_ROLES = {"district_dispatcher", "supervisor", "admin"}
+
+
+def get_user(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None or not user.active:
+        raise NotFound(f"no active user '{username}'")
+    return user
+
+
+def get_unit(session: Session, code: str, kind: str | None = None) -> OrgUnit:
+    unit = session.scalar(select(OrgUnit).where(OrgUnit.code == code))
+    if unit is None or not unit.active or (kind and unit.kind != kind):
+        raise ValidationFailed(f"unknown {kind or 'org unit'} '{code}'",
+                               field_errors={kind or "unit": [f"unknown {kind or 'org unit'} '{code}'"]})
+    return unit
+
+
+def get_category(session: Session, code: str) -> Category:
+    category = session.get(Category, code)
+    if category is None or not category.active:
+        raise ValidationFailed(f"unknown category '{code}'", field_errors={"category": [f"unknown category '{code}'"]})
+    return category
+
+
+def district_of(unit: OrgUnit) -> OrgUnit:
+    while unit.parent is not None:
+        unit = unit.parent
+    return unit
+
+
+def may_act_on(user: User, lane: str | None, owner_unit: str | None) -> bool:
+    """Role from the lane, org unit from the diagram's owner property: both must match."""
+    return (lane in LANE_ROLES and user.role in LANE_ROLES[lane] and owner_unit is not None
+            and owner_unit == user.unit.code)
+
+
+def check_may_act(user: User, item) -> None:
+    if not may_act_on(user, item.lane, item.owner_unit):
+        raise Forbidden(f"{user.username} ({user.role}, {user.unit.code}) may not act on work item {item.id} "
+                        f"'{item.title}' owned by {item.owner_unit or 'nobody'}")
+
+
+def may_see_call(session: Session, user: User, call: Call) -> bool:
+    if user.role in READ_ALL_ROLES:
+        return True
+    if user.unit.kind == "community":
+        return call.community_code == user.unit.code
+    if user.unit.kind == "street":
+        return call.street_code == user.unit.code
+    if user.unit.kind == "department":
+        from engine.models import WorkItem
+
+        root = call if call.parent_id is None else call.parent
+        return session.scalar(select(WorkItem.id).where(WorkItem.instance_id == root.instance_id,
+                                                         WorkItem.owner_unit == user.unit.code).limit(1)) is not None
+    return False
