@@ -332,7 +332,7 @@ def main_process():
 
 
 def department_process():
-    lanes = [("department", "区属部门 Department", 2), ("command", "指挥中心 Command centre (street or district)", 2)]
+    lanes = [("department", "区属部门 Department", 3), ("command", "指挥中心 Command centre (street or district)", 3)]
     p = Proc("department_work", "部门办理 Department work", lanes)
     P = lambda **kw: kw  # noqa: E731
     p.node("work_dispatched", "startEvent", "派单到部门 dispatched", "department", 0)
@@ -354,14 +354,19 @@ def department_process():
            props=P(owner="command_unit", sla_stage="", status="", actions="confirm,reassign",
                    context="dispute,slot"))
     p.node("gw_ruling", "exclusiveGateway", "改派? reassign", "command", 4)
-    p.node("dispute_confirmed", "endEvent", "维持派单 dispatch confirmed", "command", 5)
-    p.node("throw_reassign", "intermediateThrowEvent", "改派 reassign", "command", 5, 1,
+    p.node("gw_added_assists", "exclusiveGateway", "增加协办? add assistants", "command", 5)
+    p.node("dispute_confirmed", "endEvent", "维持派单 dispatch confirmed", "command", 6, 1)
+    p.node("assist_work", "userTask", "协办 Assist", "department", 6, 2,
+           props=P(owner="assist_department", sla_stage="resolve", status="", actions="done",
+                   context="slot"), mi=("added_assists", "assist_department"))
+    p.node("assisted", "endEvent", "协办完成 assist done", "department", 7, 2)
+    p.node("throw_reassign", "intermediateThrowEvent", "改派 reassign", "command", 5.3, 1,
            throw_escalation="reassign")
-    p.node("reassigned", "endEvent", "已改派 reassigned", "command", 6, 1)
-    p.node("rule_extension", "userTask", "延期审批 Rule on extension", "command", 6,
+    p.node("reassigned", "endEvent", "已改派 reassigned", "command", 5.3, 2)
+    p.node("rule_extension", "userTask", "延期审批 Rule on extension", "command", 7,
            props=P(owner="command_unit", sla_stage="", status="", actions="approve,refuse",
                    context="extension,slot"))
-    p.node("extension_ruled", "endEvent", "延期已裁定 extension ruled", "command", 7)
+    p.node("extension_ruled", "endEvent", "延期已裁定 extension ruled", "command", 8)
     p.node("apply_reassign", "scriptTask", "改派部门 move to new department", "department", 3, 1,
            script="slot = dict(slot, department=new_department)\nreassign_count = reassign_count + 1")
 
@@ -377,7 +382,10 @@ def department_process():
     p.flow("gw_overdue", "supervise_up", name="街镇派单: 上呼区级", default=True)
     p.flow("rule_dispute", "gw_ruling")
     p.flow("gw_ruling", "throw_reassign", "ruling == 'reassign'", "改派")
-    p.flow("gw_ruling", "dispute_confirmed", name="维持", default=True)
+    p.flow("gw_ruling", "gw_added_assists", name="维持", default=True)
+    p.flow("gw_added_assists", "assist_work", "added_assists", "增加协办")
+    p.flow("gw_added_assists", "dispute_confirmed", name="无", default=True)
+    p.flow("assist_work", "assisted")
     p.flow("throw_reassign", "reassigned")
     p.flow("rule_extension", "extension_ruled")
     p.flow("apply_reassign", "sign")

@@ -64,6 +64,12 @@ class ExtensionSchema(Schema):
     reason = fields.String(required=True, validate=validate.Length(min=1, max=1000))
 
 
+class ConfirmSchema(Schema):
+    assists = fields.List(fields.String(validate=validate.Length(min=1, max=64)), load_default=list,
+                          validate=validate.Length(max=5))
+    note = fields.String(load_default="", validate=validate.Length(max=1000))
+
+
 class ReassignSchema(Schema):
     department = fields.String(required=True, validate=validate.Length(min=1, max=64))
     note = fields.String(load_default="", validate=validate.Length(max=1000))
@@ -186,6 +192,17 @@ def _reassign(ctx, _call, item, data):
     return Outcome("complete", {"ruling": "reassign", "new_department": data["department"]})
 
 
+def _confirm(ctx, _call, item, data):
+    """The centre keeps the disputing department on it, optionally adding assisting units."""
+    current = (item.context.get("slot") or {}).get("department")
+    if current in data["assists"]:
+        raise ValidationFailed("the department in dispute cannot also assist itself",
+                               field_errors={"assists": [f"{current} already handles it"]})
+    added = [s["department"] for s in _departments(ctx, data["assists"][0], data["assists"][1:])] \
+        if data["assists"] else []
+    return Outcome("complete", {"ruling": "confirm", "added_assists": added})
+
+
 def _rate(_ctx, call, _item, data):
     call.satisfaction = data["satisfaction"]
     return Outcome("complete", {"satisfaction": data["satisfaction"], "resolved": data["resolved"]})
@@ -208,7 +225,8 @@ ACTIONS: dict[str, dict[str, Action]] = {
                 "request_extension": Action(ExtensionSchema, _extension),
                 "contact": Action(NoteSchema, _contact)},
     "on_hold": {"resume": Action(NoteSchema, _complete())},
-    "rule_dispute": {"confirm": Action(NoteSchema, _complete(ruling="confirm")),
+    "assist_work": {"done": Action(ResultSchema, _complete())},
+    "rule_dispute": {"confirm": Action(ConfirmSchema, _confirm),
                      "reassign": Action(ReassignSchema, _reassign)},
     "rule_extension": {"approve": Action(NoteSchema, _complete(extension_approved=True)),
                        "refuse": Action(ReasonSchema, _complete(extension_approved=False))},
@@ -239,7 +257,5 @@ def resolve_action(item: WorkItem, action: str, data: dict | None) -> tuple[Acti
     except SchemaError as exc:
         messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
         flat = {k: (v if isinstance(v, list) else [str(v)]) for k, v in messages.items()}
-        raise ValidationFailed("invalid data for '" + action + "': " +
-                               "; ".join(f"{k}: {' '.join(map(str, v))}" for k, v in flat.items()),
-                               field_errors=flat) from None
+        raise ValidationFailed(f"invalid data for '{action}'", field_errors=flat) from None
     return spec, loaded

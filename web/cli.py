@@ -1,0 +1,367 @@
+"""The ``huying`` command line: database, demo, server, BPMN deployment, calls, work, clock.
+
+Every command is one transaction: it commits on success and rolls back on any
+error, printing a one-line message and exiting non-zero (exit codes below).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from contextlib import contextmanager
+from datetime import datetime
+
+import click
+
+from config.settings import SettingsError, load_settings
+from engine.clock import SHANGHAI, parse_duration
+from engine.errors import Conflict, EngineError, Forbidden, InvalidDefinition, NotFound, ProcessError, ValidationFailed
+
+EXIT = {ValidationFailed: 3, Forbidden: 4, NotFound: 5, Conflict: 6, InvalidDefinition: 7, ProcessError: 8}
+
+
+def _fail(message: str, code: int):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+class AppState:
+    def __init__(self):
+        self._services = None
+
+    @property
+    def services(self):
+        if self._services is None:
+            from .bootstrap import build_services
+
+            try:
+                self._services = build_services(load_settings())
+            except SettingsError as exc:
+                _fail(str(exc), 9)
+        return self._services
+
+
+pass_state = click.make_pass_decorator(AppState, ensure=True)
+
+
+@contextmanager
+def transaction(state: AppState):
+    session = state.services.session_factory()
+    try:
+        yield session
+        session.commit()
+    except EngineError as exc:
+        session.rollback()
+        detail = "".join(f"\n  {k}: {' '.join(map(str, v))}" for k, v in exc.field_errors.items())
+        _fail(exc.message + detail, next((c for cls, c in EXIT.items() if isinstance(exc, cls)), 1))
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def _context(state: AppState, session, username: str):
+    from workflows.context import ServiceContext
+    from workflows.org import get_user
+
+    return ServiceContext(session, state.services.clock, get_user(session, username))
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(SHANGHAI).isoformat(timespec="seconds") if value else None
+
+
+def _echo(obj, as_json: bool, text: Callable[[], str]):
+    click.echo(json.dumps(obj, ensure_ascii=False, indent=2) if as_json else text())
+
+
+@click.group()
+def main():
+    """Huying (呼应): BPMN dispatch for 有呼必应 citizen-call routing."""
+
+
+# ---- db / demo / serve -------------------------------------------------------------------------
+@main.group()
+def db():
+    """Database schema."""
+
+
+@db.command("upgrade")
+@pass_state
+def db_upgrade(state: AppState):
+    """Apply all migrations (creates the database when missing)."""
+    from .bootstrap import upgrade_database
+
+    upgrade_database(state.services)
+    click.echo("database is up to date")
+
+
+@main.group()
+def demo():
+    """The demo district."""
+
+
+@demo.command("load")
+@click.option("--if-empty", is_flag=True, help="Do nothing (and succeed) when the database already has data.")
+@pass_state
+def demo_load(state: AppState, if_empty: bool):
+    """Load the Huangpu-like demo district into an empty database."""
+    from workflows.demo import database_is_empty, load_demo
+
+    s = state.services.settings
+    with transaction(state) as session:
+        if not database_is_empty(session):
+            if if_empty:
+                click.echo("database already has an org tree; demo not loaded")
+                return
+            _fail("the database already has an org tree; the demo loads into an empty database only", 6)
+        summary = load_demo(session, s.demo_file, s.bpmn_dir, at=state.services.clock.now())
+    click.echo(f"demo district loaded: {summary.units} org units, {summary.users} users "
+               f"(password huying-demo), {summary.categories} categories; deployed {', '.join(summary.deployed)}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--no-scheduler", is_flag=True, help="Do not run the scheduler in this process.")
+@pass_state
+def serve(state: AppState, host: str, port: int, no_scheduler: bool):
+    """Serve the web app (development server) with the scheduler."""
+    from engine.scheduler import start_scheduler
+
+    from .app import create_app
+
+    services = state.services
+    app = create_app(services=services)
+    if not no_scheduler:
+        start_scheduler(services.session_factory, services.clock, services.settings.scheduler_interval_seconds)
+    click.echo(f"Huying serving on http://{host}:{port} (clock: {services.settings.clock})")
+    app.run(host=host, port=port, use_reloader=False, threaded=True)
+
+
+# ---- bpmn ----------------------------------------------------------------------------------------
+@main.group()
+def bpmn():
+    """Process definitions (BPMN diagrams and DMN routing tables)."""
+
+
+@bpmn.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def bpmn_validate(files):
+    """Check files without deploying them."""
+    from engine.definitions import parse_bundle, read_files
+
+    try:
+        parsed = parse_bundle(read_files(list(files)))
+    except InvalidDefinition as exc:
+        _fail(exc.message, 7)
+    click.echo(f"valid: {', '.join(parsed)}")
+
+
+@bpmn.command("deploy")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--note", default="", help="Why this version (shown in the version list).")
+@click.option("--user", "username", default="admin", show_default=True)
+@pass_state
+def bpmn_deploy(state: AppState, files, note: str, username: str):
+    """Deploy a new version of the processes in FILES (BPMN plus the DMN tables they call)."""
+    from engine.definitions import deploy, read_files
+
+    with transaction(state) as session:
+        ctx = _context(state, session, username)
+        if ctx.user.role != "admin":
+            raise Forbidden(f"{username} is not an admin")
+        results = deploy(session, read_files(list(files)), at=state.services.clock.now(), actor=username, note=note)
+    for r in results:
+        click.echo(f"{r.process_id}: version {r.version}" + ("" if r.created else " (unchanged, not redeployed)"))
+
+
+@bpmn.command("list")
+@pass_state
+def bpmn_list(state: AppState):
+    """List deployed versions."""
+    from engine.definitions import list_definitions
+
+    with transaction(state) as session:
+        for d in list_definitions(session):
+            click.echo(f"{d.process_id} v{d.version}  {d.sha256[:12]}  {_iso(d.deployed_at)}  {d.deployed_by}  "
+                       f"{', '.join(sorted(d.files))}  {d.note}")
+
+
+# ---- calls ---------------------------------------------------------------------------------------
+@main.group()
+def call():
+    """Citizen calls (tickets)."""
+
+
+@call.command("file")
+@click.option("--user", "username", required=True, help="Who files it (a grid worker, usually).")
+@click.option("--category", required=True)
+@click.option("--description", required=True)
+@click.option("--location", required=True)
+@click.option("--urgency", default="normal", show_default=True)
+@click.option("--community", default=None, help="Required when a street dispatcher files.")
+@click.option("--direct", "direct_to_street", is_flag=True, help="Call the street directly (skip community handling).")
+@click.option("--photo", "photos", multiple=True, help="Photo reference (repeatable).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def call_file(state: AppState, username, as_json, **fields):
+    """File a call."""
+    from workflows.calls import file_call
+
+    data = {k: v for k, v in fields.items() if v is not None}
+    data["photos"] = list(fields["photos"])
+    with transaction(state) as session:
+        c = file_call(_context(state, session, username), data)
+        out = {"number": c.number, "status": c.status, "level": c.level}
+    _echo(out, as_json, lambda: f"{out['number']} filed: {out['status']} at {out['level']} level")
+
+
+def _item_dict(wi, actions=None):
+    return {"id": wi.id, "task": wi.task_name, "title": wi.title, "lane": wi.lane, "unit": wi.owner_unit,
+            "created_at": _iso(wi.created_at), "actions": actions, "context": wi.context}
+
+
+@call.command("show")
+@click.argument("number")
+@click.option("--user", "username", default="admin", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def call_show(state: AppState, number, username, as_json):
+    """A call's state, level, open work items and timeline."""
+    from workflows.actions import available_actions
+    from workflows.calls import show_call
+
+    with transaction(state) as session:
+        v = show_call(_context(state, session, username), number)
+        c = v.call
+        out = {"number": c.number, "category": c.category_code, "status": c.status, "level": c.level,
+               "urgency": c.urgency, "community": c.community_code, "street": c.street_code,
+               "description": c.description, "location": c.location, "problem_ticket": c.problem_ticket,
+               "reopen_count": c.reopen_count, "rework_count": c.rework_count, "satisfaction": c.satisfaction,
+               "result": c.result, "created_at": _iso(c.created_at), "closed_at": _iso(c.closed_at),
+               "merged_into": c.merged_into.number if c.merged_into else None,
+               "parent": c.parent.number if c.parent else None,
+               "children": [{"number": ch.number, "department": ch.department_code, "status": ch.status}
+                            for ch in v.children],
+               "open_items": [_item_dict(wi, available_actions(wi)) for wi in v.open_items],
+               "timeline": [{"at": _iso(e.occurred_at), "actor": e.actor, "action": e.action,
+                             "old": e.old, "new": e.new} for e in v.timeline]}
+
+    def text():
+        lines = [f"{out['number']}  {out['category']}  status={out['status']}  level={out['level']}"
+                 + ("  问题工单" if out["problem_ticket"] else ""),
+                 f"  {out['description']} @ {out['location']}"]
+        for ch in out["children"]:
+            lines.append(f"  child {ch['number']}  {ch['department']}  {ch['status']}")
+        lines.append("open work items:" if out["open_items"] else "open work items: none")
+        for wi in out["open_items"]:
+            lines.append(f"  #{wi['id']}  {wi['title']}  [{wi['lane']} / {wi['unit']}]  actions: "
+                         f"{', '.join(wi['actions'])}")
+        lines.append("timeline:")
+        for e in out["timeline"]:
+            change = ""
+            if e["old"] and e["new"] and e["old"] != e["new"]:
+                change = f"  {e['old'].get('status')} → {e['new'].get('status')}"
+            lines.append(f"  {e['at']}  {e['actor']:<22} {e['action']}{change}")
+        return "\n".join(lines)
+
+    _echo(out, as_json, text)
+
+
+# ---- work ----------------------------------------------------------------------------------------
+@main.group()
+def work():
+    """Work items (human tasks)."""
+
+
+@work.command("list")
+@click.option("--user", "username", required=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def work_list(state: AppState, username, as_json):
+    """The work items USER may act on now."""
+    from workflows.calls import my_work
+
+    with transaction(state) as session:
+        entries = my_work(_context(state, session, username))
+        out = [{**_item_dict(e.item, e.actions), "call": e.call.number, "category": e.call.category_code,
+                "call_status": e.call.status} for e in entries]
+
+    def text():
+        if not out:
+            return "no open work items"
+        return "\n".join(f"#{r['id']:<6} {r['call']}  {r['title']}  ({r['category']})  actions: "
+                         f"{', '.join(r['actions'])}" for r in out)
+
+    _echo(out, as_json, text)
+
+
+@work.command("do")
+@click.argument("item", type=int)
+@click.argument("action")
+@click.option("--data", default="{}", help='Action data as a JSON object, e.g. \'{"lead": "water"}\'.')
+@click.option("--user", "username", required=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def work_do(state: AppState, item, action, data, username, as_json):
+    """Do ACTION on work item ITEM."""
+    from workflows.calls import act_on_work_item
+
+    try:
+        payload = json.loads(data)
+    except json.JSONDecodeError as exc:
+        _fail(f"--data is not valid JSON: {exc.msg} (column {exc.colno})", 3)
+    with transaction(state) as session:
+        r = act_on_work_item(_context(state, session, username), item, action, payload)
+        out = {"call": r.call.number, "status": r.call.status, "level": r.call.level,
+               "opened": [_item_dict(wi) for wi in r.opened]}
+    _echo(out, as_json, lambda: f"{out['call']}: {action} done → status {out['status']}, level {out['level']}"
+          + "".join(f"\n  new #{o['id']} {o['title']} → {o['unit']}" for o in out["opened"]))
+
+
+# ---- clock ---------------------------------------------------------------------------------------
+@main.group()
+def clock():
+    """The virtual clock (HUYING_CLOCK=virtual)."""
+
+
+def _virtual(state: AppState):
+    c = state.services.clock
+    if not getattr(c, "virtual", False):
+        _fail("the clock is the wall clock; set HUYING_CLOCK=virtual to move time", 3)
+    return c
+
+
+@clock.command("show")
+@pass_state
+def clock_show(state: AppState):
+    click.echo(_iso(state.services.clock.now()))
+
+
+@clock.command("set")
+@click.argument("when")
+@pass_state
+def clock_set(state: AppState, when):
+    """Set virtual time to WHEN (ISO 8601; no offset means Asia/Shanghai)."""
+    try:
+        value = datetime.fromisoformat(when)
+    except ValueError:
+        _fail(f"not an ISO 8601 time: {when!r} (example: 2026-10-12T09:00)", 3)
+    try:
+        click.echo(_iso(_virtual(state).set(value)))
+    except ValueError as exc:
+        _fail(str(exc), 3)
+
+
+@clock.command("advance")
+@click.argument("duration")
+@pass_state
+def clock_advance(state: AppState, duration):
+    """Move virtual time forward by DURATION (90m, 2h, 3d, PT2H)."""
+    try:
+        delta = parse_duration(duration)
+        click.echo(_iso(_virtual(state).advance(delta)))
+    except ValueError as exc:
+        _fail(str(exc), 3)
