@@ -22,6 +22,7 @@ from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnValidator
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
+from SpiffWorkflow.bpmn.specs.control import BoundaryEventSplit
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
@@ -55,13 +56,35 @@ class ScopedEscalationEventDefinition(EscalationEventDefinition):
         my_task.workflow.top_workflow.bpmn_events.append(event)
 
 
+class LoopSafeBoundaryEventSplit(BoundaryEventSplit):
+    """A boundary-event split that also works when a loop re-enters its task.
+
+    SpiffWorkflow 3.2 predicts the task under a split while the split itself is
+    still only a possibility (MAYBE); when the loop really reaches the split, the
+    task keeps the stale MAYBE state and a multi-instance task under it then
+    fails with "Attempt to add non-predicted child to predicted task".  Running
+    the split makes its main task definite, as the first pass does.
+    """
+
+    def _run_hook(self, my_task):
+        for task in my_task.children:
+            if isinstance(task.task_spec, self.event_type):
+                if task.has_state(TaskState.PREDICTED_MASK):
+                    task._set_state(TaskState.WAITING)
+            elif task.has_state(TaskState.PREDICTED_MASK):
+                task._set_state(TaskState.FUTURE)
+        return True
+
+
 def scoped_events(specs) -> None:
-    """Swap Spiff's broadcast escalations for scoped ones in parsed specs (in place)."""
+    """Apply our two corrections to parsed specs (in place): scoped escalations, loop-safe splits."""
     for spec in specs:
         for task_spec in spec.task_specs.values():
             definition = getattr(task_spec, "event_definition", None)
             if type(definition) is EscalationEventDefinition:
                 definition.__class__ = ScopedEscalationEventDefinition
+            if type(task_spec) is BoundaryEventSplit:
+                task_spec.__class__ = LoopSafeBoundaryEventSplit
 
 
 class StateOnlyWorkflowConverter(BpmnWorkflowConverter):
@@ -90,6 +113,7 @@ class StateOnlyWorkflowConverter(BpmnWorkflowConverter):
 def _registry():
     config = dict(SPIFF_CONFIG)
     config[ScopedEscalationEventDefinition] = config[EscalationEventDefinition]
+    config[LoopSafeBoundaryEventSplit] = config[BoundaryEventSplit]
     spec_registry = BpmnWorkflowSerializer.configure(config)
     state_config = dict(config)
     state_config[BpmnWorkflow] = StateOnlyWorkflowConverter

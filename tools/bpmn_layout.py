@@ -109,10 +109,14 @@ def semantic(p: Proc, signals, escalations):
         if n["typ"] == "scriptTask":
             out.append(f"      <bpmn:script>{escape(n['script'])}</bpmn:script>")
         if n.get("mi"):
-            coll, item = n["mi"]
+            coll, item, *output = n["mi"]
             out.append('      <bpmn:multiInstanceLoopCharacteristics>')
             out.append(f"        <bpmn:loopDataInputRef>{coll}</bpmn:loopDataInputRef>")
+            if output:
+                out.append(f"        <bpmn:loopDataOutputRef>{output[0]}</bpmn:loopDataOutputRef>")
             out.append(f'        <bpmn:inputDataItem id="{item}" name="{item}" />')  # the id is the variable
+            if output:
+                out.append(f'        <bpmn:outputDataItem id="{output[1]}" name="{output[1]}" />')
             out.append("      </bpmn:multiInstanceLoopCharacteristics>")
         if n.get("throw_escalation"):
             out.append(f'      <bpmn:escalationEventDefinition escalationRef="esc_{n["throw_escalation"]}" />')
@@ -254,17 +258,18 @@ def main_process():
            props=P(owner="street", sla_stage="resolve", status="in_progress", actions="done"))
     p.node("mark_street_handled", "scriptTask", "街镇办结 handled by street", "street", 8,
            script="handled_by = 'street'")
-    p.node("prepare_dispatch", "scriptTask", "派单 dispatch to departments", "department", 7,
-           script="handled_by = 'departments'\ncommand_unit = street")
+    p.node("prepare_dispatch", "scriptTask", "派单 dispatch to departments", "department", 9,
+           script="at_district = level == 'district'\n"
+                  "handled_by = 'district' if at_district else 'departments'\n"
+                  "command_unit = district if at_district else street\n"
+                  "slot_results = []")
     p.node("department_dispatch", "callActivity", "部门办理 Departments handle (lead + assistants)", "department", 10,
-           called="department_work", mi=("slots", "slot"))
+           called="department_work", mi=("slots", "slot", "slot_results", "slot_result"))
     p.node("enter_district", "scriptTask", "上呼区级 escalate to district", "district", 7,
            script="level = 'district'\ncommand_unit = district\nrework = False")
     p.node("district_coordinate", "userTask", "区级统筹 District coordination", "district", 8,
            props=P(owner="district", sla_stage="district_coordinate", status="district",
                    actions="coordinate", context="problem_ticket,supervised_department"))
-    p.node("mark_district_dispatch", "scriptTask", "区级派单 child ticket per department", "district", 9,
-           script="handled_by = 'district'")
     p.node("verify", "userTask", "核查 Verify result", "verification", 11,
            props=P(owner="community", sla_stage="verify", status="verify", actions="pass,fail"))
     p.node("gw_verify", "exclusiveGateway", "核查通过? passed", "verification", 12)
@@ -301,15 +306,14 @@ def main_process():
     p.flow("prepare_dispatch", "department_dispatch")
     p.flow("department_dispatch", "verify")
     p.flow("enter_district", "district_coordinate")
-    p.flow("district_coordinate", "mark_district_dispatch")
-    p.flow("mark_district_dispatch", "department_dispatch")
+    p.flow("district_coordinate", "prepare_dispatch", name="子工单 child per department")
     p.flow("verify", "gw_verify")
     p.flow("gw_verify", "feedback", "passed", "通过")
     p.flow("gw_verify", "count_rework", name="不通过 rework", default=True)
     p.flow("count_rework", "gw_rework_to")
     p.flow("gw_rework_to", "community_handle", "handled_by == 'community'", "社区")
     p.flow("gw_rework_to", "street_handle", "handled_by == 'street'", "街镇")
-    p.flow("gw_rework_to", "department_dispatch", "handled_by in ('departments', 'district')", "部门")
+    p.flow("gw_rework_to", "prepare_dispatch", "handled_by in ('departments', 'district')", "部门")
     p.flow("feedback", "gw_feedback")
     p.flow("gw_feedback", "call_closed",
            "resolved and satisfaction in ('satisfied', 'basically_satisfied')", "满意 close")
@@ -336,41 +340,45 @@ def department_process():
     p = Proc("department_work", "部门办理 Department work", lanes)
     P = lambda **kw: kw  # noqa: E731
     p.node("work_dispatched", "startEvent", "派单到部门 dispatched", "department", 0)
-    p.node("gw_rework", "exclusiveGateway", "返工? rework", "department", 1)
-    p.node("sign", "userTask", "签收 Sign for", "department", 2,
+    p.node("begin_work", "scriptTask", "开始办理 begin", "department", 1,
+           script="slot_result = dict(slot)")
+    p.node("gw_rework", "exclusiveGateway", "返工? rework", "department", 2)
+    p.node("sign", "userTask", "签收 Sign for", "department", 3,
            props=P(owner="slot.department", sla_stage="sign", status="dispatched", actions="sign,dispute",
                    context="slot"))
-    p.node("resolve", "userTask", "办理 Resolve", "department", 4,
+    p.node("resolve", "userTask", "办理 Resolve", "department", 5,
            props=P(owner="slot.department", sla_stage="resolve", status="in_progress",
                    actions="done,hang,dispute,request_extension,contact", context="slot"))
-    p.node("gw_resolve", "exclusiveGateway", "结果 outcome", "department", 5)
-    p.node("on_hold", "userTask", "挂账 On hold (clock paused)", "department", 6, 1,
+    p.node("gw_resolve", "exclusiveGateway", "结果 outcome", "department", 6)
+    p.node("on_hold", "userTask", "挂账 On hold (clock paused)", "department", 7, 1,
            props=P(owner="slot.department", sla_stage="", status="on_hold", actions="resume", context="slot"))
-    p.node("work_done", "endEvent", "办结上报 reported done", "department", 7)
-    p.node("gw_overdue", "exclusiveGateway", "已在区级? at district", "department", 5, 1)
-    p.node("supervise_up", "endEvent", "督办上呼 escalate to district", "department", 6.5, 1,
+    p.node("work_done", "endEvent", "办结上报 reported done", "department", 8)
+    p.node("gw_overdue", "exclusiveGateway", "已在区级? at district", "department", 6, 1)
+    p.node("supervise_up", "endEvent", "督办上呼 escalate to district", "department", 7.5, 1,
            throw_escalation="supervise")
-    p.node("rule_dispute", "userTask", "争议裁定 Rule on dispute", "command", 3,
+    p.node("rule_dispute", "userTask", "争议裁定 Rule on dispute", "command", 4,
            props=P(owner="command_unit", sla_stage="", status="", actions="confirm,reassign",
                    context="dispute,slot"))
-    p.node("gw_ruling", "exclusiveGateway", "改派? reassign", "command", 4)
-    p.node("gw_added_assists", "exclusiveGateway", "增加协办? add assistants", "command", 5)
-    p.node("dispute_confirmed", "endEvent", "维持派单 dispatch confirmed", "command", 6, 1)
-    p.node("assist_work", "userTask", "协办 Assist", "department", 6, 2,
+    p.node("gw_ruling", "exclusiveGateway", "改派? reassign", "command", 5)
+    p.node("gw_added_assists", "exclusiveGateway", "增加协办? add assistants", "command", 6)
+    p.node("dispute_confirmed", "endEvent", "维持派单 dispatch confirmed", "command", 7, 1)
+    p.node("assist_work", "userTask", "协办 Assist", "department", 7, 2,
            props=P(owner="assist_department", sla_stage="resolve", status="", actions="done",
                    context="slot"), mi=("added_assists", "assist_department"))
-    p.node("assisted", "endEvent", "协办完成 assist done", "department", 7, 2)
-    p.node("throw_reassign", "intermediateThrowEvent", "改派 reassign", "command", 5.3, 1,
+    p.node("assisted", "endEvent", "协办完成 assist done", "department", 8, 2)
+    p.node("throw_reassign", "intermediateThrowEvent", "改派 reassign", "command", 6.3, 1,
            throw_escalation="reassign")
-    p.node("reassigned", "endEvent", "已改派 reassigned", "command", 5.3, 2)
-    p.node("rule_extension", "userTask", "延期审批 Rule on extension", "command", 7,
+    p.node("reassigned", "endEvent", "已改派 reassigned", "command", 6.3, 2)
+    p.node("rule_extension", "userTask", "延期审批 Rule on extension", "command", 8,
            props=P(owner="command_unit", sla_stage="", status="", actions="approve,refuse",
                    context="extension,slot"))
-    p.node("extension_ruled", "endEvent", "延期已裁定 extension ruled", "command", 8)
-    p.node("apply_reassign", "scriptTask", "改派部门 move to new department", "department", 3, 1,
-           script="slot = dict(slot, department=new_department)\nreassign_count = reassign_count + 1")
+    p.node("extension_ruled", "endEvent", "延期已裁定 extension ruled", "command", 9)
+    p.node("apply_reassign", "scriptTask", "改派部门 move to new department", "department", 4, 1,
+           script="slot = dict(slot, department=new_department)\nslot_result = dict(slot)\n"
+                  "reassign_count = reassign_count + 1")
 
-    p.flow("work_dispatched", "gw_rework")
+    p.flow("work_dispatched", "begin_work")
+    p.flow("begin_work", "gw_rework")
     p.flow("gw_rework", "resolve", "rework", "返工")
     p.flow("gw_rework", "sign", name="新派单", default=True)
     p.flow("sign", "resolve")

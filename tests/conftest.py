@@ -1,0 +1,85 @@
+"""Fixtures: a fresh database with the demo district per test, on SQLite and (if set) PostgreSQL."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from sqlalchemy import text
+
+import engine.models  # noqa: F401
+import workflows.models  # noqa: F401
+from config.settings import PROJECT_ROOT, load_settings
+from engine.clock import VirtualClock
+from engine.db import Base
+from engine.definitions import SPEC_CACHE
+from web.bootstrap import build_services
+from workflows.demo import load_demo
+
+from .helpers import District
+
+PG_URL = os.environ.get("HUYING_TEST_DATABASE_URL")
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+def _pg_url() -> str:
+    url = PG_URL or ""
+    return "postgresql+psycopg://" + url.split("://", 1)[1] if url.startswith("postgresql://") else url
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    """A database file with the schema and demo district, copied for every test (fast)."""
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    services = build_services(load_settings({}, database_url=f"sqlite:///{path}"), clock=VirtualClock())
+    Base.metadata.create_all(services.engine)
+    with services.session_factory() as session:
+        load_demo(session, str(PROJECT_ROOT / "config/demo_district.json"), str(PROJECT_ROOT / "bpmn"),
+                  at=services.clock.now())
+        session.commit()
+    services.engine.dispose()
+    return path
+
+
+def _fresh_pg(url: str, clock):
+    services = build_services(load_settings({}, database_url=url), clock=clock)
+    with services.engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    Base.metadata.create_all(services.engine)
+    with services.session_factory() as session:
+        load_demo(session, str(PROJECT_ROOT / "config/demo_district.json"), str(PROJECT_ROOT / "bpmn"),
+                  at=clock.now())
+        session.commit()
+    return services
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def db_url(backend, sqlite_template, tmp_path):
+    if backend == "sqlite":
+        path = tmp_path / "huying.sqlite3"
+        shutil.copy(sqlite_template, path)
+        return f"sqlite:///{path}"
+    return _pg_url()
+
+
+@pytest.fixture
+def services(backend, db_url):
+    SPEC_CACHE.clear()
+    clock = VirtualClock()
+    if backend == "postgresql":
+        svc = _fresh_pg(db_url, clock)
+    else:
+        svc = build_services(load_settings({}, database_url=db_url), clock=clock)
+    yield svc
+    svc.engine.dispose()
+
+
+@pytest.fixture
+def district(services):
+    return District(services)
