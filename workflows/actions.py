@@ -119,7 +119,8 @@ def _with_result(**fixed) -> Callable:
 def _merge(ctx, call, _item, data):
     target = ctx.session.scalar(select(Call).where(Call.number == data["into"]))
     if target is None or target.id == call.id:
-        raise ValidationFailed(f"cannot merge into '{data['into']}'", field_errors={"into": ["no such earlier call"]})
+        raise ValidationFailed(f"cannot merge into '{data['into']}': no such earlier call",
+                               field_errors={"into": ["no such earlier call"]})
     if target.status in ("closed", "voided", "merged"):
         raise ValidationFailed(f"{target.number} is already {target.status}",
                                field_errors={"into": [f"{target.number} is {target.status}; merge into an open call"]})
