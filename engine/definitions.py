@@ -144,7 +144,7 @@ def parse_bundle(files: Mapping[str, bytes | str]) -> dict[str, ParsedProcess]:
             spec = parser.get_spec(pid)
             subprocess_specs = parser.get_subprocess_specs(pid)
         except ValidationException as exc:
-            raise InvalidDefinition(_describe(exc, roots.get(exc.file_name))) from None
+            raise InvalidDefinition(_describe(exc, roots.get(exc.file_name), f"process '{pid}'")) from None
         except (SpiffWorkflowException, KeyError, AttributeError, TypeError) as exc:
             raise InvalidDefinition(f"process '{pid}' cannot be built: {exc}") from None
         scoped_events([spec, *subprocess_specs.values()])
@@ -152,8 +152,8 @@ def parse_bundle(files: Mapping[str, bytes | str]) -> dict[str, ParsedProcess]:
     return parsed
 
 
-def _describe(exc: ValidationException, root) -> str:
-    where = exc.file_name or ""
+def _describe(exc: ValidationException, root, context: str = "") -> str:
+    where = exc.file_name or context
     label = _element_label(root, getattr(exc, "id", None))
     line = f" line {exc.line_number}" if getattr(exc, "line_number", None) else ""
     msg = str(exc).split("\n")[0]

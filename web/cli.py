@@ -38,6 +38,9 @@ class AppState:
                 self._services = build_services(load_settings())
             except SettingsError as exc:
                 _fail(str(exc), 9)
+            ctx = click.get_current_context(silent=True)
+            if ctx is not None:
+                ctx.find_root().call_on_close(self._services.engine.dispose)
         return self._services
 
 

@@ -1,0 +1,121 @@
+"""The ``huying`` CLI: scenario 1 end to end, deployment, the virtual clock, errors and exit codes."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from config.settings import PROJECT_ROOT
+from web.cli import main
+
+
+@pytest.fixture
+def cli(db_url, services):
+    """Run ``huying`` in-process against the test database with the virtual clock."""
+    env = {"HUYING_DATABASE_URL": db_url, "HUYING_CLOCK": "virtual"}
+
+    def run(*args, expect=0):
+        result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+        assert result.exit_code == expect, (args, result.output, result.stderr if hasattr(result, "stderr") else "")
+        return result
+
+    def data(*args):
+        return json.loads(run(*args, "--json").stdout)
+
+    run.json = data
+    return run
+
+
+def _item(cli, user, task=None):
+    items = cli.json("work", "list", "--user", user)
+    items = [i for i in items if task is None or i["task"] == task]
+    assert len(items) == 1, items
+    return str(items[0]["id"])
+
+
+def test_scenario_1_through_the_cli(cli):
+    filed = cli.json("call", "file", "--user", "qingnian.grid", "--category", "lift_install", "--direct",
+                     "--description", "电缆阻碍加装电梯", "--location", "东园二街1号", "--photo", "cables.jpg")
+    no = filed["number"]
+    assert filed["status"] == "triage"
+    out = cli.json("work", "do", _item(cli, "xiagang.dispatcher"), "dispatch", "--user", "xiagang.dispatcher",
+                   "--data", json.dumps({"lead": "power", "assists": ["telecom", "police"]}))
+    assert sorted(o["unit"] for o in out["opened"]) == ["police", "power", "telecom"]
+    for dept in ("power", "telecom", "police"):
+        cli("work", "do", _item(cli, f"{dept}.staff"), "sign", "--user", f"{dept}.staff")
+    cli("clock", "advance", "1d")
+    cli("work", "do", _item(cli, "power.staff"), "contact", "--user", "power.staff", "--data", '{"note": "现场会"}')
+    cli("clock", "advance", "3d")
+    for dept in ("telecom", "police", "power"):
+        cli("work", "do", _item(cli, f"{dept}.staff"), "done", "--user", f"{dept}.staff",
+            "--data", json.dumps({"result": f"{dept} 线路已迁移"}))
+    cli("work", "do", _item(cli, "qingnian.grid"), "pass", "--user", "qingnian.grid")
+    cli("work", "do", _item(cli, "xiagang.dispatcher"), "rate", "--user", "xiagang.dispatcher",
+        "--data", '{"satisfaction": "satisfied", "resolved": true}')
+    shown = cli.json("call", "show", no)
+    assert shown["status"] == "closed" and shown["open_items"] == []
+    assert shown["closed_at"].startswith("2026-10-16") and shown["closed_at"].endswith("+08:00")
+    text = cli("call", "show", no).stdout
+    assert "status=closed" in text and "feedback.rate" in text and "triage → dispatched" in text
+
+
+def test_call_show_lists_open_items_with_their_actions(cli):
+    no = cli.json("call", "file", "--user", "qingnian.grid", "--category", "road_flooding",
+                  "--description", "积水", "--location", "港前路")["number"]
+    text = cli("call", "show", no).stdout
+    assert "街镇研判 Street triage" in text and "void, merge, handle, dispatch, escalate" in text
+
+
+def test_errors_exit_non_zero_with_a_clear_message(cli):
+    r = cli("call", "file", "--user", "qingnian.grid", "--category", "ufo", "--description", "x",
+            "--location", "y", expect=3)
+    assert "unknown category 'ufo'" in r.stderr
+    r = cli("call", "file", "--user", "water.staff", "--category", "road_flooding", "--description", "x",
+            "--location", "y", expect=4)
+    assert "cannot file calls" in r.stderr
+    r = cli("work", "do", "1", "sign", "--user", "water.staff", "--data", "{not json", expect=3)
+    assert "--data is not valid JSON" in r.stderr
+    r = cli("work", "do", "424242", "sign", "--user", "water.staff", expect=5)
+    assert "no work item 424242" in r.stderr
+    r = cli("call", "show", "HY000", expect=5)
+
+
+def test_bpmn_validate_and_deploy(cli, tmp_path):
+    bpmn = str(PROJECT_ROOT / "bpmn" / "call_dispatch.bpmn")
+    dmn = str(PROJECT_ROOT / "bpmn" / "routing.dmn")
+    alt = str(PROJECT_ROOT / "tests" / "data" / "routing_alt.dmn")
+    assert "valid: call_dispatch" in cli("bpmn", "validate", bpmn, dmn).stdout
+    broken = tmp_path / "call_dispatch.bpmn"
+    broken.write_text(Path(bpmn).read_text(encoding="utf-8").replace('name="owner" value="street" />', "/>", 1))
+    r = cli("bpmn", "deploy", str(broken), dmn, expect=7)
+    assert "street_triage" in r.stderr and "owner" in r.stderr
+    assert "unchanged" in cli("bpmn", "deploy", bpmn, dmn).stdout
+    r = cli("bpmn", "deploy", bpmn, alt, "--user", "water.staff", expect=4)
+    assert "call_dispatch: version 2" in cli("bpmn", "deploy", bpmn, alt, "--note", "road flooding to district").stdout
+    listing = cli("bpmn", "list").stdout
+    assert "call_dispatch v1" in listing and "call_dispatch v2" in listing and "road flooding" in listing
+    no = cli.json("call", "file", "--user", "qingnian.grid", "--category", "road_flooding",
+                  "--description", "x", "--location", "y")["number"]
+    assert cli.json("call", "show", no)["level"] == "district"
+
+
+def test_the_virtual_clock_is_shared_and_only_moves_forward(cli):
+    assert cli("clock", "show").stdout.strip() == "2026-10-12T09:00:00+08:00"
+    assert cli("clock", "set", "2026-10-13T10:30").stdout.strip() == "2026-10-13T10:30:00+08:00"
+    assert cli("clock", "advance", "90m").stdout.strip() == "2026-10-13T12:00:00+08:00"
+    assert cli("clock", "show").stdout.strip() == "2026-10-13T12:00:00+08:00"
+    assert "only moves forward" in cli("clock", "set", "2026-01-01T00:00", expect=3).stderr
+    assert "not a duration" in cli("clock", "advance", "soon", expect=3).stderr
+
+
+def test_bad_settings_stop_with_a_message(db_url):
+    r = CliRunner().invoke(main, ["clock", "show"], env={"HUYING_DATABASE_URL": db_url, "HUYING_CLOCK": "sundial"})
+    assert r.exit_code == 9 and "HUYING_CLOCK='sundial'" in r.stderr
+
+
+def test_the_wall_clock_cannot_be_moved(db_url):
+    r = CliRunner().invoke(main, ["clock", "advance", "1h"], env={"HUYING_DATABASE_URL": db_url,
+                                                                  "HUYING_CLOCK": "wall"})
+    assert r.exit_code == 3 and "wall clock" in r.stderr
