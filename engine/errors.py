@@ -29,6 +29,14 @@ class Conflict(EngineError):
     code = "conflict"
 
 
+class StaleInstance(Conflict):
+    """The instance changed between reading and writing it (optimistic lock lost).
+
+    Unlike "already completed", retrying the whole action in a new transaction
+    is safe: it re-reads the instance and re-checks everything.
+    """
+
+
 class Forbidden(EngineError):
     code = "forbidden"
 

@@ -24,7 +24,7 @@ from SpiffWorkflow.util.task import TaskState
 from .audit import record_audit
 from .clock import Clock
 from .definitions import SPEC_CACHE, SpecCache, get_definition
-from .errors import Conflict, NotFound, ProcessError
+from .errors import Conflict, NotFound, ProcessError, StaleInstance
 from .models import ProcessInstance, WorkItem
 from .spiff import BpmnWorkflow, ParsedProcess, deliver_to_boundary, dump_state, load_state
 
@@ -205,11 +205,12 @@ class ProcessRuntime:
             instance.end_event = end.task_spec.bpmn_id if end else None
             result.end_status = (end.task_spec.extensions.get("properties", {}).get("status")
                                  if end is not None else None)
+        key = instance.business_key  # read now: a failed flush expires the instance
         try:
             self.session.flush()
         except StaleDataError:
-            raise Conflict(f"{instance.business_key} was changed by someone else at the same time; "
-                           "nothing was saved, reload and try again") from None
+            raise StaleInstance(f"{key} was changed by someone else at the same time; "
+                                "nothing was saved, reload and try again") from None
         return result
 
     @staticmethod

@@ -48,18 +48,26 @@ pass_state = click.make_pass_decorator(AppState, ensure=True)
 
 
 @contextmanager
+def _errors():
+    """Turn engine errors into a one-line message and an exit code."""
+    try:
+        yield
+    except EngineError as exc:
+        detail = "".join(f"\n  {k}: {' '.join(map(str, v))}" for k, v in exc.field_errors.items())
+        _fail(exc.message + detail, next((c for cls, c in EXIT.items() if isinstance(exc, cls)), 1))
+
+
+@contextmanager
 def transaction(state: AppState):
     session = state.services.session_factory()
     try:
-        yield session
-        session.commit()
-    except EngineError as exc:
-        session.rollback()
-        detail = "".join(f"\n  {k}: {' '.join(map(str, v))}" for k, v in exc.field_errors.items())
-        _fail(exc.message + detail, next((c for cls, c in EXIT.items() if isinstance(exc, cls)), 1))
-    except BaseException:
-        session.rollback()
-        raise
+        with _errors():
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
     finally:
         session.close()
 
@@ -316,10 +324,15 @@ def work_do(state: AppState, item, action, data, username, as_json):
         payload = json.loads(data)
     except json.JSONDecodeError as exc:
         _fail(f"--data is not valid JSON: {exc.msg} (column {exc.colno})", 3)
-    with transaction(state) as session:
+    from workflows.transactions import run_in_transaction
+
+    def act(session):
         r = act_on_work_item(_context(state, session, username), item, action, payload)
-        out = {"call": r.call.number, "status": r.call.status, "level": r.call.level,
-               "opened": [_item_dict(wi) for wi in r.opened]}
+        return {"call": r.call.number, "status": r.call.status, "level": r.call.level,
+                "opened": [_item_dict(wi) for wi in r.opened]}
+
+    with _errors():
+        out = run_in_transaction(state.services.session_factory, act)
     _echo(out, as_json, lambda: f"{out['call']}: {action} done → status {out['status']}, level {out['level']}"
           + "".join(f"\n  new #{o['id']} {o['title']} → {o['unit']}" for o in out["opened"]))
 

@@ -1,0 +1,35 @@
+"""Running one user action as one transaction, retried when it only lost an optimistic lock."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.errors import StaleInstance
+
+T = TypeVar("T")
+
+
+def run_in_transaction(session_factory: sessionmaker, action: Callable[[Session], T], *, attempts: int = 3) -> T:
+    """Run ``action(session)`` and commit; roll back on any error.
+
+    When another action on the same call committed first (:class:`StaleInstance`,
+    e.g. two departments signing at the same moment) the action is re-run from
+    scratch in a new transaction, up to ``attempts`` times: it re-reads
+    everything, so a retry can still fail cleanly (e.g. "already completed").
+    """
+    for attempt in range(1, attempts + 1):
+        with session_factory() as session:
+            try:
+                result = action(session)
+                session.commit()
+                return result
+            except StaleInstance:
+                session.rollback()
+                if attempt == attempts:
+                    raise
+            except BaseException:
+                session.rollback()
+                raise
+    raise AssertionError("unreachable")
