@@ -17,10 +17,10 @@ from pathlib import Path
 import defusedxml.ElementTree as safe_et
 from defusedxml import DefusedXmlException
 from lxml import etree
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.exceptions import SpiffWorkflowException
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from .errors import InvalidDefinition, NotFound
 from .models import ProcessDefinition

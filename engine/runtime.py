@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
+from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import CodeEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.events.end_event import EndEvent
+from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
-from SpiffWorkflow.bpmn.specs.mixins.events.end_event import EndEvent
-from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
-from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import CodeEventDefinition
-from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
-from SpiffWorkflow.exceptions import SpiffWorkflowException
-from SpiffWorkflow.util.task import TaskState
 
 from .audit import record_audit
 from .clock import Clock
@@ -98,7 +98,7 @@ class ProcessRuntime:
         task.data.update(data)
         try:
             task.run()
-        except SpiffWorkflowException as exc:
+        except (SpiffWorkflowException, TypeError, KeyError, ValueError, AttributeError, NameError) as exc:
             raise ProcessError(f"{item.title}: {exc}") from None
         self._run(workflow)
         open_items = self._open_items(instance)
@@ -164,6 +164,9 @@ class ProcessRuntime:
             workflow.do_engine_steps()
         except SpiffWorkflowException as exc:
             raise ProcessError(f"the process failed: {exc}") from None
+        except (TypeError, KeyError, ValueError, AttributeError, NameError) as exc:
+            # SpiffWorkflow lets some data errors through raw (e.g. a multi-instance without input)
+            raise ProcessError(f"the process failed: {type(exc).__name__}: {exc}") from None
         uncaught = [e for e in workflow.get_events() if isinstance(e.event_definition, CodeEventDefinition)]
         if uncaught:
             names = ", ".join(f"{type(e.event_definition).__name__.replace('EventDefinition', '').lower()} "

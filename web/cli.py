@@ -15,7 +15,15 @@ import click
 
 from config.settings import SettingsError, load_settings
 from engine.clock import SHANGHAI, parse_duration
-from engine.errors import Conflict, EngineError, Forbidden, InvalidDefinition, NotFound, ProcessError, ValidationFailed
+from engine.errors import (
+    Conflict,
+    EngineError,
+    Forbidden,
+    InvalidDefinition,
+    NotFound,
+    ProcessError,
+    ValidationFailed,
+)
 
 EXIT = {ValidationFailed: 3, Forbidden: 4, NotFound: 5, Conflict: 6, InvalidDefinition: 7, ProcessError: 8}
 

@@ -1,0 +1,129 @@
+"""The engine on its own: the BPMN run in memory with save/restore, event scoping, uncaught events."""
+from __future__ import annotations
+
+import pytest
+from SpiffWorkflow.util.task import TaskState
+
+from config.settings import PROJECT_ROOT
+from engine.definitions import parse_bundle, read_files
+from engine.errors import ProcessError
+from engine.runtime import ProcessRuntime
+from engine.spiff import deliver_to_boundary, dump_state, load_state
+
+START = {"call": "T1", "category": "lift_install", "urgency": "normal", "community": "qingnian",
+         "street": "xiagang", "district": "huangpu", "direct_to_street": True, "level": "street",
+         "problem_ticket": False, "reopen_count": 0, "rework_count": 0, "rework": False, "reassign_count": 0}
+
+
+@pytest.fixture(scope="module")
+def parsed():
+    bundle = read_files([str(PROJECT_ROOT / "bpmn/call_dispatch.bpmn"), str(PROJECT_ROOT / "bpmn/routing.dmn")])
+    return parse_bundle(bundle)["call_dispatch"]
+
+
+class Run:
+    """Drives the workflow, saving and restoring it between every step."""
+
+    def __init__(self, parsed):
+        self.parsed = parsed
+        wf = parsed.new_workflow(dict(START))
+        wf.do_engine_steps()
+        self.blob = dump_state(wf)
+
+    @property
+    def wf(self):
+        return load_state(self.blob, self.parsed)
+
+    def ready(self):
+        return sorted((t.task_spec.bpmn_id, t.data.get("slot", {}).get("department"))
+                      for t in self.wf.get_tasks(state=TaskState.READY, manual=True))
+
+    def complete(self, name, department=None, **data):
+        wf = self.wf
+        [task] = [t for t in wf.get_tasks(state=TaskState.READY, manual=True) if t.task_spec.bpmn_id == name
+                  and (department is None or t.data.get("slot", {}).get("department") == department)]
+        task.data.update(data)
+        task.run()
+        ProcessRuntime._run(wf)
+        self.blob = dump_state(wf)
+
+    def deliver(self, name, department, event, payload=None):
+        wf = self.wf
+        [task] = [t for t in wf.get_tasks(state=TaskState.READY, manual=True) if t.task_spec.bpmn_id == name
+                  and t.data.get("slot", {}).get("department") == department]
+        caught = deliver_to_boundary(task, event, payload)
+        ProcessRuntime._run(wf)
+        self.blob = dump_state(wf)
+        return caught
+
+
+def test_scenario_1_in_memory_with_save_and_restore_between_every_step(parsed):
+    r = Run(parsed)
+    assert r.ready() == [("street_triage", None)]
+    r.complete("street_triage", decision="dispatch", slots=[
+        {"department": "power", "role": "lead"}, {"department": "telecom", "role": "assist"},
+        {"department": "police", "role": "assist"}])
+    assert r.ready() == [("sign", "police"), ("sign", "power"), ("sign", "telecom")]
+    for d in ("power", "telecom", "police"):
+        r.complete("sign", d)
+    for d in ("power", "telecom", "police"):
+        r.complete("resolve", d, action="done")
+    r.complete("verify", passed=True)
+    r.complete("feedback", satisfaction="satisfied", resolved=True)
+    wf = r.wf
+    assert wf.completed
+    assert ProcessRuntime._end_event(wf).task_spec.bpmn_id == "call_closed"
+
+
+def test_state_snapshots_hold_no_spec(parsed):
+    r = Run(parsed)
+    r.complete("street_triage", decision="dispatch", slots=[{"department": "power", "role": "lead"}])
+    assert len(r.blob) < 12_000, "gzip'd state only: the spec is stored once per version"
+    assert b"call_dispatch.bpmn" not in r.blob
+
+
+def test_reassign_escalation_reaches_only_the_disputing_department(parsed):
+    r = Run(parsed)
+    r.complete("street_triage", decision="dispatch", slots=[
+        {"department": "urban", "role": "lead"}, {"department": "market", "role": "assist"}])
+    assert r.deliver("sign", "urban", "dispute", {"reason": "x"}) == 1
+    r.complete("rule_dispute", ruling="reassign", new_department="police")
+    assert r.ready() == [("sign", "market"), ("sign", "police")]
+
+
+def test_a_second_delivery_of_the_same_breach_is_already_handled(parsed):
+    r = Run(parsed)
+    r.complete("street_triage", decision="dispatch", slots=[{"department": "water", "role": "lead"}])
+    assert r.deliver("sign", "water", "sla_breach") == 1
+    assert r.deliver("sign", "water", "sla_breach") == 0
+    assert r.deliver("sign", "water", "no_such_event") == 0
+
+
+UNCAUGHT = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+  xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="d" targetNamespace="t">
+  <bpmn:escalation id="esc" name="help" escalationCode="help" />
+  <bpmn:process id="p" isExecutable="true">
+    <bpmn:startEvent id="s"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:endEvent id="e"><bpmn:incoming>f1</bpmn:incoming>
+      <bpmn:escalationEventDefinition escalationRef="esc" /></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="e" />
+  </bpmn:process>
+</bpmn:definitions>"""
+
+
+def test_an_escalation_nothing_catches_is_an_error_not_silence():
+    parsed = parse_bundle({"uncaught.bpmn": UNCAUGHT})["p"]
+    wf = parsed.new_workflow({})
+    with pytest.raises(ProcessError, match="escalation 'help' and nothing caught it"):
+        ProcessRuntime._run(wf)
+
+
+def test_a_failing_script_is_a_process_error_naming_the_task(parsed):
+    r = Run(parsed)
+    wf = r.wf
+    [task] = wf.get_tasks(state=TaskState.READY, manual=True)
+    task.data.update(decision="dispatch")  # no "slots": the multi-instance has no input
+    task.run()
+    with pytest.raises(ProcessError, match="the process failed"):
+        ProcessRuntime._run(wf)
