@@ -222,6 +222,8 @@ def test_extension_request_is_ruled_by_the_street_while_work_goes_on(district, r
     assert d.open_tasks(no) == [("resolve", "water"), ("rule_extension", "xiagang")]
     [rule] = d.items(no, "xiagang.dispatcher")
     assert rule.context["extension"] == {"days": 5, "reason": "需排水管改造", "department": "water"}
+    [resolve] = d.items(no, "water.staff")
+    assert resolve.assignee == "water.staff" and resolve.claimed_at == d.clock.now()
     d.act(rule.id, "xiagang.dispatcher", ruling, {"reason": "理由不足"} if ruling == "refuse" else {})
     assert d.open_tasks(no) == [("resolve", "water")]
     timeline = [e.action for e in d.view(no).timeline]

@@ -146,6 +146,8 @@ def act_on_work_item(ctx: ServiceContext, item_id: int, action: str, data: dict 
     spec, values = resolve_action(item, action, data)
     call = call_of_instance(ctx.session, item.instance_id)
     old = {"status": call.status, "level": call.level}
+    if item.assignee is None:  # the first person to act on an item takes it
+        item.assignee, item.claimed_at = ctx.actor, ctx.clock.now()
     outcome = spec.handler(ctx, call, item, values)
     runtime = ctx.runtime
     if outcome.kind == "complete":
