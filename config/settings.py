@@ -34,6 +34,9 @@ class Settings:
     env: str = "development"  # "development" or "production"
     bpmn_dir: str = str(PROJECT_ROOT / "bpmn")
     demo_file: str = str(PROJECT_ROOT / "config" / "demo_district.json")
+    sla_policy_file: str = str(PROJECT_ROOT / "config" / "sla_policy.json")
+    calendar_file: str = str(PROJECT_ROOT / "config" / "calendar.json")
+    office_hours: str = ""  # e.g. "09:00-12:00,14:00-18:00"; empty: the calendar file's, else that default
     scheduler_interval_seconds: float = 5.0
     log_level: str = "INFO"
 

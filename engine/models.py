@@ -1,9 +1,9 @@
 """Engine tables: process definitions, instances, work items, the audit log, the virtual clock."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .db import Base, UTCDateTime
@@ -107,3 +107,121 @@ class ClockState(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     now: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SlaPolicy(Base):
+    """One version of the SLA policy: rules matching stage x category/class x urgency to targets."""
+
+    __tablename__ = "engine_sla_policy"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, unique=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    rules: Mapped[list] = mapped_column(JSON)
+    deployed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deployed_by: Mapped[str] = mapped_column(String(100))
+    note: Mapped[str] = mapped_column(String(500), default="")
+
+
+class SlaClock(Base):
+    """One SLA clock per (instance, stage, responsible unit, round).
+
+    ``next_fire_at`` is the earliest pending moment (warning, breach, overdue or
+    a retry after an incident) of a running clock and NULL otherwise: the
+    scheduler's sweep is an index range scan on it.
+    """
+
+    __tablename__ = "engine_sla_clock"
+    __table_args__ = (
+        Index("ix_engine_sla_clock_next_fire", "next_fire_at"),
+        Index("ix_engine_sla_clock_owner", "instance_id", "stage", "unit", "state"),
+        Index("ix_engine_sla_clock_unit_due", "unit", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("engine_process_instance.id"))
+    subject: Mapped[str] = mapped_column(String(64), index=True)
+    stage: Mapped[str] = mapped_column(String(50))
+    unit: Mapped[str] = mapped_column(String(64))
+    work_item_id: Mapped[int | None] = mapped_column(ForeignKey("engine_work_item.id"), index=True)
+    round: Mapped[int] = mapped_column(Integer, default=1)
+    state: Mapped[str] = mapped_column(String(16), default="running")  # running, paused, stopped
+    outcome: Mapped[str | None] = mapped_column(String(16))  # met, late, cancelled
+    target_kind: Mapped[str] = mapped_column(String(16))
+    target_amount: Mapped[float]
+    warn_ratio: Mapped[float]
+    overdue_working_days: Mapped[int] = mapped_column(Integer, default=5)
+    policy_version: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    shift_seconds: Mapped[float] = mapped_column(default=0.0)  # paused time + approved extensions
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paused_seconds: Mapped[float] = mapped_column(default=0.0)
+    extension_days: Mapped[int] = mapped_column(Integer, default=0)
+    warn_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    overdue_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    warned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    breached_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    overdue_fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_fire_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    assumed_calendar: Mapped[bool] = mapped_column(default=False)  # deadline rests on assumed workdays
+    lock_version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": lock_version}
+
+
+class SlaEvent(Base):
+    """预警 (warning), 催办 (urge) and 督办 (supervise) events, from the scheduler or a supervisor."""
+
+    __tablename__ = "engine_sla_event"
+    __table_args__ = (Index("ix_engine_sla_event_unit_at", "unit", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clock_id: Mapped[int | None] = mapped_column(ForeignKey("engine_sla_clock.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # warning, urge, supervise
+    subject: Mapped[str] = mapped_column(String(64), index=True)
+    stage: Mapped[str | None] = mapped_column(String(50))
+    unit: Mapped[str | None] = mapped_column(String(64))
+    scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when it was due to fire
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)  # wall time it was written (lateness)
+    actor: Mapped[str] = mapped_column(String(100))
+    note: Mapped[str] = mapped_column(String(1000), default="")
+
+
+class Incident(Base):
+    """A scheduled item that failed: the error, and when it will be retried."""
+
+    __tablename__ = "engine_incident"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clock_id: Mapped[int | None] = mapped_column(ForeignKey("engine_sla_clock.id"), index=True)
+    subject: Mapped[str | None] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    error: Mapped[str] = mapped_column(Text)
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CalendarOverride(Base):
+    """An administrator's ruling on one day: workday or not (wins over the package and the file)."""
+
+    __tablename__ = "engine_calendar_override"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    workday: Mapped[bool]
+    note: Mapped[str] = mapped_column(String(200), default="")
+    set_by: Mapped[str] = mapped_column(String(100))
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CalendarRevision(Base):
+    """Bumped whenever the overrides change, so every process reloads its cached calendar."""
+
+    __tablename__ = "engine_calendar_revision"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer, default=0)

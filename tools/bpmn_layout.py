@@ -348,7 +348,8 @@ def department_process():
                    context="slot"))
     p.node("resolve", "userTask", "办理 Resolve", "department", 5,
            props=P(owner="slot.department", sla_stage="resolve", status="in_progress",
-                   actions="done,hang,dispute,request_extension,contact", context="slot"))
+                   actions="done,hang,dispute,request_extension,contact", context="slot",
+                   sla_pause="hang"))
     p.node("gw_resolve", "exclusiveGateway", "结果 outcome", "department", 6)
     p.node("on_hold", "userTask", "挂账 On hold (clock paused)", "department", 7, 1,
            props=P(owner="slot.department", sla_stage="", status="on_hold", actions="resume", context="slot"))

@@ -135,7 +135,8 @@ def demo_load(state: AppState, if_empty: bool):
                 click.echo("database already has an org tree; demo not loaded")
                 return
             _fail("the database already has an org tree; the demo loads into an empty database only", 6)
-        summary = load_demo(session, s.demo_file, s.bpmn_dir, at=state.services.clock.now())
+        summary = load_demo(session, s.demo_file, s.bpmn_dir, at=state.services.clock.now(),
+                            sla_policy_file=s.sla_policy_file)
     click.echo(f"demo district loaded: {summary.units} org units, {summary.users} users "
                f"(password huying-demo), {summary.categories} categories; deployed {', '.join(summary.deployed)}")
 

@@ -204,6 +204,15 @@ def _confirm(ctx, _call, item, data):
     return Outcome("complete", {"ruling": "confirm", "added_assists": added})
 
 
+def _approve_extension(ctx, _call, item, _data):
+    """An approved extension moves the department's resolve deadline by the days it asked for."""
+    ext = item.context.get("extension") or {}
+    if ext.get("days") and ext.get("department"):
+        ctx.sla.extend(ctx.session, instance_id=item.instance_id, stage="resolve", unit=ext["department"],
+                       working_days=int(ext["days"]), now=ctx.clock.now())
+    return Outcome("complete", {"extension_approved": True})
+
+
 def _rate(_ctx, call, _item, data):
     call.satisfaction = data["satisfaction"]
     return Outcome("complete", {"satisfaction": data["satisfaction"], "resolved": data["resolved"]})
@@ -229,7 +238,7 @@ ACTIONS: dict[str, dict[str, Action]] = {
     "assist_work": {"done": Action(ResultSchema, _complete())},
     "rule_dispute": {"confirm": Action(ConfirmSchema, _confirm),
                      "reassign": Action(ReassignSchema, _reassign)},
-    "rule_extension": {"approve": Action(NoteSchema, _complete(extension_approved=True)),
+    "rule_extension": {"approve": Action(NoteSchema, _approve_extension),
                        "refuse": Action(ReasonSchema, _complete(extension_approved=False))},
     "verify": {"pass": Action(NoteSchema, _complete(passed=True)),
                "fail": Action(ReasonSchema, _complete(passed=False))},

@@ -21,6 +21,7 @@ from .actions import available_actions, resolve_action
 from .context import ServiceContext
 from .models import URGENCIES, Call
 from .org import FILING_ROLES, LANE_ROLES, check_may_act, district_of, get_category, get_unit, may_see_call
+from .sla import sla_facts
 
 PROCESS_ID = "call_dispatch"
 # A call's status is that of its least advanced open work item.
@@ -178,6 +179,8 @@ def deliver_process_event(ctx: ServiceContext, item_id: int, event: str, payload
     Returns how many boundary events caught it; 0 means it was already handled.
     """
     item = get_work_item(ctx.session, item_id)
+    if item.state != "open":
+        return 0
     call = call_of_instance(ctx.session, item.instance_id)
     old = {"status": call.status, "level": call.level}
     step = ctx.runtime.deliver(item, event, payload or {"work_item": item.id}, actor=ctx.actor)
@@ -213,8 +216,10 @@ def open_child_tickets(ctx: ServiceContext, parent: Call, slots: list[dict]) -> 
 
 
 def _sync_call(ctx: ServiceContext, call: Call, step: StepResult) -> None:
-    """Mirror the process onto the call: status, level, counters, child tickets."""
+    """Mirror the process onto the call: status, level, counters, child tickets, SLA clocks."""
     now = ctx.clock.now()
+    ctx.sla.sync(ctx.session, instance_id=step.instance.id, subject=call.number, opened=step.opened,
+                 closed=step.closed, facts=sla_facts(call), now=now, actor=ctx.actor)
     items = step.open_items
     if step.ended:
         call.status = step.end_status or "closed"

@@ -15,7 +15,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine.definitions import deploy, read_files
+from engine.definitions import DeployResult, deploy, read_files
+from engine.sla import deploy_policy
 
 from .models import Category, OrgUnit, User
 from .passwords import hash_password
@@ -41,7 +42,8 @@ def database_is_empty(session: Session) -> bool:
     return (session.scalar(select(func.count()).select_from(OrgUnit)) or 0) == 0
 
 
-def load_demo(session: Session, demo_file: str, bpmn_dir: str, *, at: datetime) -> DemoSummary:
+def load_demo(session: Session, demo_file: str, bpmn_dir: str, *, at: datetime,
+              sla_policy_file: str | None = None) -> DemoSummary:
     """Create the demo district.  Raises ValueError if the database already has an org tree."""
     if not database_is_empty(session):
         raise ValueError("the database already has an org tree; the demo loads into an empty database only")
@@ -79,4 +81,8 @@ def load_demo(session: Session, demo_file: str, bpmn_dir: str, *, at: datetime) 
     bundle = read_files(sorted(str(p) for p in Path(bpmn_dir).glob("*.bpmn"))
                         + sorted(str(p) for p in Path(bpmn_dir).glob("*.dmn")))
     deployed = deploy(session, bundle, at=at, actor="demo", note="demo district")
+    policy_file = Path(sla_policy_file) if sla_policy_file else Path(demo_file).with_name("sla_policy.json")
+    policy = deploy_policy(session, json.loads(policy_file.read_text(encoding="utf-8")), at=at, actor="demo",
+                           note="demo district defaults (domain.md §3)")
+    deployed.append(DeployResult("sla_policy", policy.version, policy.id, True))
     return DemoSummary(len(units), users, len(spec["categories"]), [f"{r.process_id} v{r.version}" for r in deployed])

@@ -1,0 +1,444 @@
+"""SLA clocks on the business calendar: policy, start/pause/resume/stop, and the scheduler's sweep.
+
+A clock runs per (instance, stage, responsible unit, round).  Which human tasks
+are timed, and for which stage, is said by the diagram (the ``sla_stage``
+property of a task; ``sla_pause`` names the actions that pause rather than
+stop the clock, e.g. 挂账).  The targets come from the versioned SLA policy.
+A warning, breach or overdue is delivered into the process as a BPMN signal on
+the timed task, so the diagram decides what happens next.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time as _time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from .audit import record_audit
+from .calendar import BusinessCalendar, CalendarError, Target, parse_office_hours
+from .clock import Clock
+from .errors import ValidationFailed
+from .models import CalendarOverride, CalendarRevision, Incident, SlaClock, SlaEvent, SlaPolicy, WorkItem
+
+log = logging.getLogger(__name__)
+
+EVENTS = (("warning", "warn_at", "warned_at", "sla_warning"),
+          ("urge", "due_at", "breached_at", "sla_breach"),
+          ("supervise", "overdue_at", "overdue_fired_at", "sla_overdue"))
+MATCH_KEYS = ("stage", "category", "sla_class", "urgency")
+
+
+# ---- policy ---------------------------------------------------------------------------------------
+class _TargetSchema(Schema):
+    working_hours = fields.Float(validate=validate.Range(min=0.01, max=10000))
+    working_days = fields.Integer(strict=True, validate=validate.Range(min=1, max=365))
+    wall_hours = fields.Float(validate=validate.Range(min=0.01, max=10000))
+
+    @validates_schema
+    def _one(self, data, **_):
+        if len(data) != 1:
+            raise ValidationError("give exactly one of working_hours, working_days, wall_hours")
+
+
+class _RuleSchema(Schema):
+    match = fields.Dict(keys=fields.String(validate=validate.OneOf(MATCH_KEYS)), values=fields.String(),
+                        required=True)
+    target = fields.Nested(_TargetSchema, required=True)
+    warn_ratio = fields.Float(validate=validate.Range(min=0.05, max=0.99))
+    overdue_working_days = fields.Integer(strict=True, validate=validate.Range(min=1, max=60))
+    note = fields.String(load_default="")
+
+    @validates_schema
+    def _stage(self, data, **_):
+        if "stage" not in data.get("match", {}):
+            raise ValidationError("every rule must match a stage", "match")
+
+
+class PolicySchema(Schema):
+    warn_ratio = fields.Float(load_default=0.8, validate=validate.Range(min=0.05, max=0.99))
+    overdue_working_days = fields.Integer(load_default=5, strict=True, validate=validate.Range(min=1, max=60))
+    rules = fields.List(fields.Nested(_RuleSchema), required=True, validate=validate.Length(min=1))
+
+
+@dataclass(frozen=True)
+class Rule:
+    target: Target
+    warn_ratio: float
+    overdue_working_days: int
+
+
+def validate_policy(document: Mapping) -> dict:
+    """Validate a policy document; raises :class:`ValidationFailed` naming the rule and field."""
+    try:
+        return PolicySchema().load(document)
+    except ValidationError as exc:
+        raise ValidationFailed(f"invalid SLA policy: {exc.messages}",
+                               field_errors={k: [str(v)] for k, v in exc.messages.items()}) from None
+
+
+def match_rule(policy: Mapping, facts: Mapping[str, str]) -> Rule | None:
+    """The most specific rule whose every match key equals the fact (ties: the first listed)."""
+    best, best_score = None, -1
+    for rule in policy["rules"]:
+        conditions = rule["match"]
+        if all(facts.get(k) == v for k, v in conditions.items()) and len(conditions) > best_score:
+            best, best_score = rule, len(conditions)
+    if best is None:
+        return None
+    (kind, amount), = best["target"].items()
+    return Rule(Target(kind, amount), best.get("warn_ratio", policy["warn_ratio"]),
+                best.get("overdue_working_days", policy["overdue_working_days"]))
+
+
+def deploy_policy(session: Session, document: Mapping, *, at: datetime, actor: str, note: str = "") -> SlaPolicy:
+    """Store a new policy version (an identical latest version is returned unchanged)."""
+    policy = validate_policy(document)
+    digest = hashlib.sha256(json.dumps(policy, sort_keys=True).encode()).hexdigest()
+    latest = latest_policy(session)
+    if latest is not None and latest.sha256 == digest:
+        return latest
+    version = (session.scalar(select(func.max(SlaPolicy.version))) or 0) + 1
+    row = SlaPolicy(version=version, sha256=digest, rules=policy, deployed_at=at, deployed_by=actor, note=note)
+    session.add(row)
+    session.flush()
+    record_audit(session, at=at, actor=actor, action="sla_policy.deployed", new={"version": version}, detail={"note": note})
+    return row
+
+
+def latest_policy(session: Session) -> SlaPolicy | None:
+    return session.scalar(select(SlaPolicy).order_by(SlaPolicy.version.desc()).limit(1))
+
+
+# ---- calendar ---------------------------------------------------------------------------------------
+def load_calendar_file(path) -> tuple[str | None, dict[date, bool]]:
+    """Read ``{"office_hours": "09:00-12:00,14:00-18:00", "overrides": {"2027-01-01": {"workday": false}}}``."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.exists():
+        return None, {}
+    doc = json.loads(p.read_text(encoding="utf-8"))
+    overrides = {}
+    for day, spec in (doc.get("overrides") or {}).items():
+        try:
+            overrides[date.fromisoformat(day)] = bool(spec["workday"] if isinstance(spec, dict) else spec)
+        except (ValueError, KeyError, TypeError):
+            raise CalendarError(f"{path}: bad override {day!r}: use \"YYYY-MM-DD\": {{\"workday\": true|false}}") from None
+    return doc.get("office_hours"), overrides
+
+
+class CalendarProvider:
+    """The business calendar of this process: file overrides, then database overrides (they win).
+
+    Reloaded when the database revision changes, checked at most once per ``ttl`` seconds.
+    """
+
+    def __init__(self, office_hours: str | None = None, file_overrides: Mapping[date, bool] | None = None,
+                 ttl: float = 1.0):
+        self.office = parse_office_hours(office_hours) if office_hours else None
+        self.file_overrides = dict(file_overrides or {})
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._cached: tuple[int, BusinessCalendar] | None = None
+        self._checked = 0.0
+
+    def _build(self, db_overrides: Mapping[date, bool]) -> BusinessCalendar:
+        kwargs = {"overrides": {**self.file_overrides, **db_overrides}}
+        if self.office:
+            kwargs["office_hours"] = self.office
+        return BusinessCalendar(**kwargs)
+
+    def get(self, session: Session, fresh: bool = False) -> BusinessCalendar:
+        now = _time.monotonic()
+        cached = self._cached
+        if cached is not None and not fresh and now - self._checked < self.ttl:
+            return cached[1]
+        revision = session.scalar(select(CalendarRevision.revision).where(CalendarRevision.id == 1)) or 0
+        if cached is not None and cached[0] == revision and not fresh:
+            self._checked = now
+            return cached[1]
+        rows = session.execute(select(CalendarOverride.day, CalendarOverride.workday)).all()
+        calendar = self._build({d: w for d, w in rows})
+        with self._lock:
+            self._cached, self._checked = (revision, calendar), now
+        return calendar
+
+
+def set_override(session: Session, day: date, workday: bool | None, *, actor: str, at: datetime,
+                 note: str = "") -> None:
+    """Set (or with ``workday=None`` remove) an administrator override; bumps the calendar revision."""
+    row = session.get(CalendarOverride, day)
+    old = {"workday": row.workday, "note": row.note} if row else None
+    if workday is None:
+        if row is not None:
+            session.delete(row)
+    elif row is None:
+        session.add(CalendarOverride(day=day, workday=workday, note=note, set_by=actor, set_at=at))
+    else:
+        row.workday, row.note, row.set_by, row.set_at = workday, note, actor, at
+    rev = session.get(CalendarRevision, 1)
+    if rev is None:
+        session.add(CalendarRevision(id=1, revision=1))
+    else:
+        rev.revision += 1
+    session.flush()
+    record_audit(session, at=at, actor=actor, action="calendar.override", old=old,
+                 new={"workday": workday, "note": note} if workday is not None else None,
+                 detail={"day": day.isoformat()})
+
+
+# ---- clocks -------------------------------------------------------------------------------------------
+def _target(c: SlaClock) -> Target:
+    return Target(c.target_kind, c.target_amount)
+
+
+def _plan(c: SlaClock, calendar: BusinessCalendar) -> None:
+    """(Re)compute warn/due/overdue from the start, the target, paused time and extensions."""
+    target = _target(c)
+    base = calendar.deadline(c.started_at, target)
+    due = base.due
+    if c.extension_days:
+        due = calendar.add_working_days(due, c.extension_days).due
+    warn = calendar.fraction_of(c.started_at, base.due, target, c.warn_ratio)
+    if c.shift_seconds:
+        shift = timedelta(seconds=c.shift_seconds)
+        due = calendar.shift(due, shift, target)
+        warn = calendar.shift(warn, shift, target)
+    overdue = calendar.add_working_days(due, c.overdue_working_days)
+    c.due_at, c.warn_at, c.overdue_at = due, warn, overdue.due
+    c.assumed_calendar = bool(base.assumed or overdue.assumed)
+    _schedule(c)
+
+
+def _schedule(c: SlaClock, retry_at: datetime | None = None) -> None:
+    if c.state != "running":
+        c.next_fire_at = None
+        return
+    pending = [getattr(c, at) for _k, at, fired, _e in EVENTS if getattr(c, fired) is None]
+    nxt = min(pending) if pending else None
+    if retry_at is not None:
+        nxt = retry_at
+    c.next_fire_at = nxt
+
+
+def remaining_time(c: SlaClock, calendar: BusinessCalendar, now: datetime) -> timedelta:
+    """Working (or wall) time left until the deadline; negative when overdue."""
+    target = _target(c)
+    if now <= c.due_at:
+        return calendar.elapsed(now, c.due_at, target)
+    return -calendar.elapsed(c.due_at, now, target)
+
+
+class SlaKeeper:
+    """Keeps the clocks of an instance in step with its work items, inside the caller's transaction."""
+
+    def __init__(self, calendars: CalendarProvider):
+        self.calendars = calendars
+        self._policies: dict[int, dict] = {}
+
+    def policy(self, session: Session) -> tuple[int, dict] | None:
+        row = latest_policy(session)
+        if row is None:
+            return None
+        return row.version, row.rules
+
+    def sync(self, session: Session, *, instance_id: int, subject: str, opened: Iterable[WorkItem],
+             closed: Iterable[WorkItem], facts: Mapping[str, str], now: datetime, actor: str) -> None:
+        """Start, pause, resume or stop clocks for the work items one step opened and closed."""
+        closed = [wi for wi in closed if (wi.properties or {}).get("sla_stage")]
+        opened = [wi for wi in opened if (wi.properties or {}).get("sla_stage")]
+        if not closed and not opened:
+            return
+        calendar = self.calendars.get(session)
+        if closed:
+            ids = [wi.id for wi in closed]
+            clocks = {c.work_item_id: c for c in session.scalars(
+                select(SlaClock).where(SlaClock.work_item_id.in_(ids), SlaClock.state == "running"))}
+            for wi in closed:
+                c = clocks.get(wi.id)
+                if c is None:
+                    continue
+                pause_on = [a.strip() for a in wi.properties.get("sla_pause", "").split(",") if a.strip()]
+                if wi.state == "completed" and wi.action in pause_on:
+                    c.state, c.paused_at, c.next_fire_at = "paused", now, None
+                    continue
+                c.state, c.stopped_at, c.next_fire_at = "stopped", now, None
+                if wi.state == "completed":
+                    c.outcome = "met" if now <= c.due_at else "late"
+                else:
+                    c.outcome = "late" if c.breached_at else "cancelled"
+        if not opened:
+            return
+        policy = self.policy(session)
+        for wi in opened:
+            stage, unit = wi.properties["sla_stage"], wi.owner_unit or ""
+            previous = session.scalars(select(SlaClock).where(
+                SlaClock.instance_id == instance_id, SlaClock.stage == stage, SlaClock.unit == unit)
+                .order_by(SlaClock.round.desc()).limit(1)).first()
+            if previous is not None and previous.state == "paused":
+                paused = calendar.elapsed(previous.paused_at, now, _target(previous))
+                previous.paused_seconds += paused.total_seconds()
+                previous.shift_seconds += paused.total_seconds()
+                previous.state, previous.paused_at, previous.work_item_id = "running", None, wi.id
+                _plan(previous, calendar)
+                wi.due_at = previous.due_at
+                continue
+            if previous is not None and previous.state == "running":
+                previous.work_item_id = wi.id
+                wi.due_at = previous.due_at
+                continue
+            if policy is None:
+                log.warning("no SLA policy deployed: %s %s is not timed", subject, stage)
+                continue
+            rule = match_rule(policy[1], {**facts, "stage": stage})
+            if rule is None:
+                continue
+            c = SlaClock(instance_id=instance_id, subject=subject, stage=stage, unit=unit, work_item_id=wi.id,
+                         round=(previous.round + 1) if previous else 1, state="running",
+                         target_kind=rule.target.kind, target_amount=rule.target.amount, warn_ratio=rule.warn_ratio,
+                         overdue_working_days=rule.overdue_working_days, policy_version=policy[0], started_at=now,
+                         shift_seconds=0.0, paused_seconds=0.0, extension_days=0, attempts=0)
+            _plan(c, calendar)
+            session.add(c)
+            wi.due_at = c.due_at
+            if c.assumed_calendar:
+                log.warning("%s %s: deadline %s rests on dates beyond the official calendar data",
+                            subject, stage, c.due_at.isoformat())
+                record_audit(session, at=now, actor="calendar", action="calendar.assumed", subject=subject,
+                             detail={"stage": stage, "unit": unit, "due_at": c.due_at.isoformat(),
+                                     "message": "beyond the holiday data: weekdays assumed to be workdays"})
+
+    def extend(self, session: Session, *, instance_id: int, stage: str, unit: str, working_days: int,
+               now: datetime) -> SlaClock | None:
+        """An approved extension: the running (or paused) clock's deadline moves by N working days."""
+        c = session.scalars(select(SlaClock).where(
+            SlaClock.instance_id == instance_id, SlaClock.stage == stage, SlaClock.unit == unit,
+            SlaClock.state.in_(("running", "paused"))).order_by(SlaClock.round.desc()).limit(1)).first()
+        if c is None:
+            return None
+        c.extension_days += working_days
+        state = c.state
+        _plan(c, self.calendars.get(session))
+        if state == "paused":
+            c.next_fire_at = None
+        if c.work_item_id is not None:
+            session.execute(update(WorkItem).where(WorkItem.id == c.work_item_id).values(due_at=c.due_at))
+        return c
+
+    def recompute_open(self, session: Session) -> int:
+        """After a calendar change: recompute every open clock's deadlines on the new calendar."""
+        calendar = self.calendars.get(session, fresh=True)
+        n = 0
+        for c in session.scalars(select(SlaClock).where(SlaClock.state.in_(("running", "paused")))):
+            state = c.state
+            _plan(c, calendar)
+            if state == "paused":
+                c.next_fire_at = None
+            if c.work_item_id is not None:
+                session.execute(update(WorkItem).where(WorkItem.id == c.work_item_id).values(due_at=c.due_at))
+            n += 1
+        session.flush()
+        return n
+
+
+# ---- the sweep ---------------------------------------------------------------------------------------
+Deliver = Callable[[Session, SlaClock, str], int]
+
+
+def _backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
+
+
+def fire_due_clocks(session_factory: Callable[[], Session], clock: Clock, deliver: Deliver, *,
+                    batch: int = 50, limit: int | None = None) -> int:
+    """Fire every warning, breach and overdue that is due, oldest first; returns how many events fired.
+
+    Each clock is claimed (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; the
+    clock's version column elsewhere) and handled in its own small transaction,
+    so two schedulers never fire the same event twice and one failing clock
+    (recorded as an incident and retried with backoff) never blocks the others.
+    """
+    fired = 0
+    handled = 0
+    now = clock.now()
+    while True:
+        with session_factory() as session:
+            q = (select(SlaClock.id).where(SlaClock.next_fire_at <= now)
+                 .order_by(SlaClock.next_fire_at, SlaClock.id).limit(batch))
+            ids = list(session.scalars(q))
+        if not ids:
+            return fired
+        progressed = False
+        for clock_id in ids:
+            n, ok = _fire_one(session_factory, clock_id, now, deliver)
+            fired += n
+            progressed = progressed or ok
+            handled += 1
+            if limit is not None and handled >= limit:
+                return fired
+        if not progressed:
+            return fired  # everything left is held by another scheduler or failing
+
+
+def _fire_one(session_factory, clock_id: int, now: datetime, deliver: Deliver) -> tuple[int, bool]:
+    with session_factory() as session:
+        q = select(SlaClock).where(SlaClock.id == clock_id, SlaClock.next_fire_at <= now)
+        if session.bind.dialect.name == "postgresql":
+            q = q.with_for_update(skip_locked=True)
+        c = session.scalar(q)
+        if c is None:
+            return 0, False  # another scheduler has it, or already handled
+        fired = 0
+        try:
+            with session.begin_nested():
+                for kind, at_attr, fired_attr, signal in EVENTS:
+                    if c.state != "running":
+                        break
+                    moment = getattr(c, at_attr)
+                    if getattr(c, fired_attr) is not None or moment > now:
+                        continue
+                    setattr(c, fired_attr, now)
+                    session.add(SlaEvent(clock_id=c.id, kind=kind, subject=c.subject, stage=c.stage, unit=c.unit,
+                                         scheduled_for=moment, occurred_at=now, recorded_at=datetime.now(UTC),
+                                         actor="scheduler"))
+                    deliver(session, c, signal)
+                    fired += 1
+                c.attempts, c.last_error = 0, None
+                _schedule(c)
+                session.flush()
+            session.commit()
+            return fired, True
+        except StaleDataError:
+            session.rollback()
+            return 0, False
+        except Exception as exc:  # noqa: BLE001 - recorded as an incident, retried later
+            session.rollback()
+            log.exception("SLA clock %s failed", clock_id)
+            return 0, _record_incident(session_factory, clock_id, now, exc)
+
+
+def _record_incident(session_factory, clock_id: int, now: datetime, exc: Exception) -> bool:
+    with session_factory() as session:
+        c = session.get(SlaClock, clock_id)
+        if c is None:
+            return False
+        c.attempts += 1
+        retry = now + _backoff(c.attempts)
+        c.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+        c.next_fire_at = retry
+        session.add(Incident(clock_id=c.id, subject=c.subject, occurred_at=now, error=c.last_error, retry_at=retry))
+        try:
+            session.commit()
+        except StaleDataError:
+            session.rollback()
+            return False
+        return True
