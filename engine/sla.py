@@ -26,7 +26,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from .audit import record_audit
 from .calendar import BusinessCalendar, CalendarError, Target, parse_office_hours
 from .clock import Clock
-from .errors import ValidationFailed
+from .errors import StaleInstance, ValidationFailed
 from .models import CalendarOverride, CalendarRevision, Incident, SlaClock, SlaEvent, SlaPolicy, WorkItem
 
 log = logging.getLogger(__name__)
@@ -359,71 +359,66 @@ def _backoff(attempts: int) -> timedelta:
 
 
 def fire_due_clocks(session_factory: Callable[[], Session], clock: Clock, deliver: Deliver, *,
-                    batch: int = 50, limit: int | None = None) -> int:
-    """Fire every warning, breach and overdue that is due, oldest first; returns how many events fired.
+                    limit: int | None = None) -> int:
+    """Fire every warning, breach and overdue that is due, in deadline order; returns how many fired.
 
-    Each clock is claimed (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; the
-    clock's version column elsewhere) and handled in its own small transaction,
-    so two schedulers never fire the same event twice and one failing clock
-    (recorded as an incident and retried with backoff) never blocks the others.
+    Each event is claimed (the earliest due clock, ``FOR UPDATE SKIP LOCKED`` on
+    PostgreSQL; the clock's version column elsewhere) and handled in its own
+    small transaction, so two schedulers never fire the same event twice, a
+    restarted one catches up oldest first, and one failing clock (recorded as
+    an incident, retried with backoff) never blocks the others.
     """
     fired = 0
-    handled = 0
+    skipped: set[int] = set()
     now = clock.now()
-    while True:
-        with session_factory() as session:
-            q = (select(SlaClock.id).where(SlaClock.next_fire_at <= now)
-                 .order_by(SlaClock.next_fire_at, SlaClock.id).limit(batch))
-            ids = list(session.scalars(q))
-        if not ids:
+    while limit is None or fired < limit:
+        outcome = _fire_next(session_factory, now, deliver, skipped)
+        if outcome is None:
             return fired
-        progressed = False
-        for clock_id in ids:
-            n, ok = _fire_one(session_factory, clock_id, now, deliver)
-            fired += n
-            progressed = progressed or ok
-            handled += 1
-            if limit is not None and handled >= limit:
-                return fired
-        if not progressed:
-            return fired  # everything left is held by another scheduler or failing
+        fired += outcome
+    return fired
 
 
-def _fire_one(session_factory, clock_id: int, now: datetime, deliver: Deliver) -> tuple[int, bool]:
+def _fire_next(session_factory, now: datetime, deliver: Deliver, skipped: set[int]) -> int | None:
+    """Fire the earliest due event; None when nothing (claimable) is due."""
     with session_factory() as session:
-        q = select(SlaClock).where(SlaClock.id == clock_id, SlaClock.next_fire_at <= now)
+        q = select(SlaClock).where(SlaClock.next_fire_at <= now)
+        if skipped:
+            q = q.where(SlaClock.id.notin_(skipped))
+        q = q.order_by(SlaClock.next_fire_at, SlaClock.id).limit(1)
         if session.bind.dialect.name == "postgresql":
             q = q.with_for_update(skip_locked=True)
         c = session.scalar(q)
         if c is None:
-            return 0, False  # another scheduler has it, or already handled
-        fired = 0
+            return None
+        clock_id = c.id
         try:
-            with session.begin_nested():
-                for kind, at_attr, fired_attr, signal in EVENTS:
-                    if c.state != "running":
-                        break
-                    moment = getattr(c, at_attr)
-                    if getattr(c, fired_attr) is not None or moment > now:
-                        continue
-                    setattr(c, fired_attr, now)
-                    session.add(SlaEvent(clock_id=c.id, kind=kind, subject=c.subject, stage=c.stage, unit=c.unit,
-                                         scheduled_for=moment, occurred_at=now, recorded_at=datetime.now(UTC),
-                                         actor="scheduler"))
-                    deliver(session, c, signal)
-                    fired += 1
-                c.attempts, c.last_error = 0, None
-                _schedule(c)
-                session.flush()
+            pending = [(getattr(c, at_attr), kind, at_attr, fired_attr, signal)
+                       for kind, at_attr, fired_attr, signal in EVENTS
+                       if getattr(c, fired_attr) is None and getattr(c, at_attr) <= now]
+            fired = 0
+            if pending and c.state == "running":
+                moment, kind, _at, fired_attr, signal = min(pending, key=lambda p: p[0])
+                setattr(c, fired_attr, now)
+                session.add(SlaEvent(clock_id=c.id, kind=kind, subject=c.subject, stage=c.stage, unit=c.unit,
+                                     scheduled_for=moment, occurred_at=now, recorded_at=datetime.now(UTC),
+                                     actor="scheduler"))
+                deliver(session, c, signal)
+                fired = 1
+            c.attempts, c.last_error = 0, None
+            _schedule(c)
             session.commit()
-            return fired, True
-        except StaleDataError:
-            session.rollback()
-            return 0, False
+            return fired
+        except (StaleDataError, StaleInstance):
+            session.rollback()  # another scheduler handled it first
+            skipped.add(clock_id)
+            return 0
         except Exception as exc:  # noqa: BLE001 - recorded as an incident, retried later
             session.rollback()
             log.exception("SLA clock %s failed", clock_id)
-            return 0, _record_incident(session_factory, clock_id, now, exc)
+            if not _record_incident(session_factory, clock_id, now, exc):
+                skipped.add(clock_id)
+            return 0
 
 
 def _record_incident(session_factory, clock_id: int, now: datetime, exc: Exception) -> bool:

@@ -27,6 +27,7 @@ from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.spiff.specs.event_definitions import EscalationEventDefinition
+from SpiffWorkflow.exceptions import TaskNotFoundException
 from SpiffWorkflow.util.task import TaskState
 
 __all__ = ["BpmnWorkflow", "ParsedProcess", "new_parser", "scoped_events", "SCRIPT_ENGINE",
@@ -76,6 +77,51 @@ class LoopSafeBoundaryEventSplit(BoundaryEventSplit):
         return True
 
 
+class HuyingWorkflow(BpmnWorkflow):
+    """BpmnWorkflow whose engine loop survives a sub-process being cancelled while it runs.
+
+    SpiffWorkflow 3.2 collects the active sub-processes, then runs each and looks
+    up its parent task; when an event inside one of them (our 督办 escalation)
+    cancels the call activity, that sub-process and its parent task are gone and
+    the lookup raises "task ... was not found".  Skip what was deleted meanwhile.
+    """
+
+    def _alive(self, subprocess) -> bool:
+        if self.subprocesses.get(subprocess.parent_task_id) is not subprocess:
+            return False
+        try:
+            task = self.get_task_from_id(subprocess.parent_task_id)
+        except TaskNotFoundException:
+            return False
+        return task is not None
+
+    def _do_engine_steps(self, will_complete_task=None, did_complete_task=None):
+        def update_workflow(wf):
+            count = 0
+            for task in wf.get_tasks(state=TaskState.READY):
+                if wf is not self and not self._alive(wf):
+                    break
+                if not task.task_spec.manual and task.has_state(TaskState.READY):
+                    if will_complete_task is not None:
+                        will_complete_task(task)
+                    task.run()
+                    count += 1
+                    if did_complete_task is not None:
+                        did_complete_task(task)
+            return count
+
+        active = self.get_active_subprocesses()
+        for subprocess in sorted(active, key=lambda v: v.depth, reverse=True):
+            count = None
+            while (count is None or count > 0) and self._alive(subprocess):
+                count = update_workflow(subprocess)
+            if subprocess.parent_task_id is not None and self._alive(subprocess):
+                task = self.get_task_from_id(subprocess.parent_task_id)
+                task.task_spec._update(task)
+        count = update_workflow(self)
+        return count > 0 or len(self.get_active_subprocesses()) > len(active)
+
+
 def scoped_events(specs) -> None:
     """Apply our two corrections to parsed specs (in place): scoped escalations, loop-safe splits."""
     for spec in specs:
@@ -116,7 +162,7 @@ def _registry():
     config[LoopSafeBoundaryEventSplit] = config[BoundaryEventSplit]
     spec_registry = BpmnWorkflowSerializer.configure(config)
     state_config = dict(config)
-    state_config[BpmnWorkflow] = StateOnlyWorkflowConverter
+    state_config[HuyingWorkflow] = StateOnlyWorkflowConverter
     state_registry = BpmnWorkflowSerializer.configure(state_config)
     return BpmnWorkflowSerializer(spec_registry), BpmnWorkflowSerializer(state_registry)
 
@@ -141,7 +187,7 @@ class ParsedProcess:
     subprocess_specs: dict
 
     def new_workflow(self, data: dict) -> BpmnWorkflow:
-        workflow = BpmnWorkflow(self.spec, self.subprocess_specs, script_engine=SCRIPT_ENGINE)
+        workflow = HuyingWorkflow(self.spec, self.subprocess_specs, script_engine=SCRIPT_ENGINE)
         for task in workflow.get_tasks(state=TaskState.READY):
             task.set_data(**data)
         return workflow
@@ -175,8 +221,12 @@ def load_state(blob: bytes, parsed: ParsedProcess) -> BpmnWorkflow:
 def deliver_to_boundary(task, event_name: str, payload=None) -> int:
     """Deliver a named event to the boundary events attached to ``task`` only.
 
-    Returns how many boundary events caught it (0: nothing waits for it, e.g. a
-    second delivery of the same breach, which callers treat as already handled).
+    Returns how many boundary events caught it (0: nothing waits for it, e.g.
+    the task has moved on; callers treat that as already handled).
+
+    A non-interrupting boundary event stays armed while its activity runs, as
+    BPMN says (a department may ask for an extension again after a refusal);
+    SpiffWorkflow 3.2 disarms it after one catch, so a fresh waiting copy is added.
     """
     caught = 0
     if task.parent is None:
@@ -191,5 +241,9 @@ def deliver_to_boundary(task, event_name: str, payload=None) -> int:
         spec.catch(sibling, BpmnEvent(definition, payload=payload))
         spec._update(sibling)
         caught += 1
+        if not spec.cancel_activity and task.has_state(TaskState.READY):
+            rearmed = task.parent._add_child(spec, TaskState.WAITING)
+            rearmed._sync_children(spec.outputs, TaskState.MAYBE)  # as the split predicted the first one
+            task.workflow.top_workflow.event_manager.add_task(rearmed)
     return caught
 

@@ -23,7 +23,7 @@ class District:
         return self.services.session_factory()
 
     def ctx(self, session, username):
-        return ServiceContext(session, self.clock, get_user(session, username))
+        return ServiceContext(session, self.clock, get_user(session, username), sla=self.services.sla)
 
     def file(self, username="qingnian.grid", **data) -> str:
         data.setdefault("description", "测试呼叫")
@@ -90,3 +90,34 @@ class District:
             call = s.scalar(select(Call).where(Call.number == number))
             inst = s.get(ProcessInstance, call.instance_id)
             return inst.state, inst.lock_version
+
+    # ---- time ----------------------------------------------------------------------------------
+    def sweep(self) -> int:
+        from web.scheduler import sweep_once
+
+        return sweep_once(self.services)["fire_due_sla_clocks"]
+
+    def advance_to(self, when) -> int:
+        """Move the virtual clock to ``when`` (Asia/Shanghai if naive) and sweep once."""
+        from engine.clock import ensure_aware
+
+        self.clock.set(ensure_aware(when))
+        return self.sweep()
+
+    def clocks(self, number):
+        from engine.models import SlaClock
+
+        with self.session() as s:
+            return list(s.scalars(select(SlaClock).where(SlaClock.subject == number).order_by(SlaClock.id)))
+
+    def clock_of(self, number, stage, unit):
+        found = [c for c in self.clocks(number) if c.stage == stage and c.unit == unit]
+        assert found, f"no {stage} clock for {unit} on {number}"
+        return found[-1]
+
+    def sla_events(self, number):
+        from engine.models import SlaEvent
+
+        with self.session() as s:
+            return [(e.kind, e.stage, e.unit) for e in s.scalars(
+                select(SlaEvent).where(SlaEvent.subject == number).order_by(SlaEvent.id))]

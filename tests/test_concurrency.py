@@ -46,7 +46,7 @@ def _race(services, jobs):
 
 def _prepare(services, username, item_id, action, data):
     def job(session):
-        ctx = ServiceContext(session, services.clock, get_user(session, username))
+        ctx = ServiceContext(session, services.clock, get_user(session, username), sla=services.sla)
         item = session.get(WorkItem, item_id)
         assert item.instance.state  # load the instance now, before the race
         return lambda: act_on_work_item(ctx, item_id, action, data)
@@ -85,7 +85,7 @@ def test_two_departments_signing_at_once_both_succeed_with_a_retry(district, ser
 
     def sign(dept):
         def action(session):
-            ctx = ServiceContext(session, services.clock, get_user(session, f"{dept}.staff"))
+            ctx = ServiceContext(session, services.clock, get_user(session, f"{dept}.staff"), sla=services.sla)
             session.get(WorkItem, items[dept]).instance.state  # noqa: B018 - read before the race
             if not getattr(barrier, "passed_" + dept, False):
                 setattr(barrier, "passed_" + dept, True)

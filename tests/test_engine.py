@@ -91,12 +91,27 @@ def test_reassign_escalation_reaches_only_the_disputing_department(parsed):
     assert r.ready() == [("sign", "market"), ("sign", "police")]
 
 
-def test_a_second_delivery_of_the_same_breach_is_already_handled(parsed):
+def test_non_interrupting_events_stay_armed_interrupting_ones_fire_once(parsed):
     r = Run(parsed)
     r.complete("street_triage", decision="dispatch", slots=[{"department": "water", "role": "lead"}])
-    assert r.deliver("sign", "water", "sla_breach") == 1
-    assert r.deliver("sign", "water", "sla_breach") == 0
-    assert r.deliver("sign", "water", "no_such_event") == 0
+    r.complete("sign", "water")
+    assert r.deliver("resolve", "water", "extension_request", {"days": 2}) == 1
+    assert r.deliver("resolve", "water", "extension_request", {"days": 3}) == 1
+    assert r.ready() == [("resolve", "water"), ("rule_extension", "water"), ("rule_extension", "water")]
+    assert r.deliver("resolve", "water", "no_such_event") == 0
+    assert r.deliver("resolve", "water", "sla_overdue") == 1  # interrupting: up to the district
+    assert r.ready() == [("district_coordinate", None)]
+
+
+def test_rearmed_boundary_events_are_cancelled_with_their_task(parsed):
+    r = Run(parsed)
+    r.complete("street_triage", decision="dispatch", slots=[{"department": "water", "role": "lead"}])
+    assert r.deliver("sign", "water", "sla_warning") == 1
+    r.complete("sign", "water")
+    wf = r.wf
+    waiting = [t.task_spec.bpmn_id for t in wf.get_tasks(state=TaskState.WAITING)
+               if t.task_spec.bpmn_id and t.task_spec.bpmn_id.startswith("sign_")]
+    assert waiting == []
 
 
 UNCAUGHT = """<?xml version="1.0" encoding="UTF-8"?>

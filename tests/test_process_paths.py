@@ -313,3 +313,14 @@ def test_urgent_categories_get_the_urgent_sla_class(district):
     call = district.call(no)
     assert call.sla_class == "urgent" and call.handling_level == "street"
     assert district.open_tasks(no) == [("street_triage", "xiagang")]
+
+
+def test_overdue_escalation_cancels_pending_rulings_of_that_department(district):
+    d = district
+    no = _dispatched(d)
+    d.do(no, "water.staff", "sign")
+    d.do(no, "water.staff", "request_extension", {"days": 2, "reason": "x"})
+    d.do(no, "water.staff", "request_extension", {"days": 3, "reason": "y"})
+    assert d.open_tasks(no) == [("resolve", "water"), ("rule_extension", "xiagang"), ("rule_extension", "xiagang")]
+    assert d.deliver(no, "resolve", "water", "sla_overdue") == 1
+    assert d.open_tasks(no) == [("district_coordinate", "huangpu")]

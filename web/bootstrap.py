@@ -11,6 +11,8 @@ import workflows.models  # noqa: F401 - register tables
 from config.settings import Settings, load_settings
 from engine.clock import Clock, StoredVirtualClock, WallClock
 from engine.db import make_engine, make_session_factory
+from engine.sla import SlaKeeper
+from workflows.sla import build_keeper
 
 
 @dataclass
@@ -19,6 +21,7 @@ class Services:
     engine: Engine
     session_factory: sessionmaker
     clock: Clock
+    sla: SlaKeeper
 
 
 def build_services(settings: Settings | None = None, clock: Clock | None = None) -> Services:
@@ -27,7 +30,7 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
     factory = make_session_factory(db)
     if clock is None:
         clock = StoredVirtualClock(factory) if settings.clock == "virtual" else WallClock()
-    return Services(settings, db, factory, clock)
+    return Services(settings, db, factory, clock, build_keeper(settings))
 
 
 def upgrade_database(services: Services, revision: str = "head") -> None:

@@ -84,7 +84,7 @@ def _context(state: AppState, session, username: str):
     from workflows.context import ServiceContext
     from workflows.org import get_user
 
-    return ServiceContext(session, state.services.clock, get_user(session, username))
+    return ServiceContext(session, state.services.clock, get_user(session, username), sla=state.services.sla)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -148,14 +148,13 @@ def demo_load(state: AppState, if_empty: bool):
 @pass_state
 def serve(state: AppState, host: str, port: int, no_scheduler: bool):
     """Serve the web app (development server) with the scheduler."""
-    from engine.scheduler import start_scheduler
-
     from .app import create_app
+    from .scheduler import start_scheduler
 
     services = state.services
     app = create_app(services=services)
     if not no_scheduler:
-        start_scheduler(services.session_factory, services.clock, services.settings.scheduler_interval_seconds)
+        start_scheduler(services)
     click.echo(f"Huying serving on http://{host}:{port} (clock: {services.settings.clock})")
     app.run(host=host, port=port, use_reloader=False, threaded=True)
 
@@ -390,3 +389,181 @@ def clock_advance(state: AppState, duration):
         click.echo(_iso(_virtual(state).advance(delta)))
     except ValueError as exc:
         _fail(str(exc), 3)
+
+
+# ---- scheduler -----------------------------------------------------------------------------------
+@main.command()
+@pass_state
+def scheduler(state: AppState):
+    """Run the scheduler alone (deployments with several web workers run one or two of these)."""
+    from .scheduler import start_scheduler
+
+    s = state.services.settings
+    click.echo(f"Huying scheduler: sweeping every {s.scheduler_interval_seconds:g}s (clock: {s.clock})")
+    start_scheduler(state.services, blocking=True)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def sweep(state: AppState, as_json: bool):
+    """Run every sweep once now: fire what is due (handy with the virtual clock)."""
+    from .scheduler import sweep_once
+
+    out = sweep_once(state.services)
+    _echo(out, as_json, lambda: f"fired {out['fire_due_sla_clocks']} SLA events, "
+                                f"advanced {out['fire_due_timers']} timers")
+
+
+# ---- calendar ------------------------------------------------------------------------------------
+@main.group()
+def calendar():
+    """The business calendar (office hours, holidays, 调休 make-up workdays, overrides)."""
+
+
+def _parse_moment(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        _fail(f"not an ISO 8601 time: {text!r} (example: 2026-09-30T17:00)", 3)
+    return value if value.tzinfo else value.replace(tzinfo=SHANGHAI)
+
+
+@calendar.command("due")
+@click.option("--from", "start", required=True, help="Start (ISO 8601; no offset means Asia/Shanghai).")
+@click.option("--working-hours", type=float)
+@click.option("--working-days", type=int)
+@click.option("--wall-hours", type=float)
+@pass_state
+def calendar_due(state: AppState, start, working_hours, working_days, wall_hours):
+    """Print the deadline of a target, to check the calendar by hand."""
+    from engine.calendar import CalendarError, Target
+
+    given = [(k, v) for k, v in (("working_hours", working_hours), ("working_days", working_days),
+                                 ("wall_hours", wall_hours)) if v is not None]
+    if len(given) != 1:
+        _fail("give exactly one of --working-hours, --working-days, --wall-hours", 3)
+    moment = _parse_moment(start)
+    with transaction(state) as session:
+        cal = state.services.sla.calendars.get(session, fresh=True)
+    try:
+        deadline = cal.deadline(moment, Target(*given[0]))
+    except CalendarError as exc:
+        _fail(str(exc), 3)
+    click.echo(_iso(deadline.due))
+    if deadline.assumed:
+        click.echo(f"warning: {', '.join(d.isoformat() for d in deadline.assumed[:5])}"
+                   f"{' …' if len(deadline.assumed) > 5 else ''} are beyond the official holiday data; "
+                   "weekdays were assumed to be workdays — add overrides with `huying calendar set`", err=True)
+
+
+@calendar.command("set")
+@click.argument("day")
+@click.option("--workday/--holiday", "workday", required=True, help="What the day is.")
+@click.option("--note", default="")
+@click.option("--user", "username", default="admin", show_default=True)
+@pass_state
+def calendar_set(state: AppState, day, workday, note, username):
+    """Override one day (e.g. from the State Council's notice for next year); recomputes open deadlines."""
+    from datetime import date as date_cls
+
+    from engine.sla import set_override
+
+    try:
+        d = date_cls.fromisoformat(day)
+    except ValueError:
+        _fail(f"not a date: {day!r} (example: 2027-02-06)", 3)
+    with transaction(state) as session:
+        ctx = _context(state, session, username)
+        if ctx.user.role != "admin":
+            raise Forbidden(f"{username} is not an admin")
+        set_override(session, d, workday, actor=username, at=state.services.clock.now(), note=note)
+        n = state.services.sla.recompute_open(session)
+    click.echo(f"{d.isoformat()} is now a {'workday' if workday else 'holiday'}; recomputed {n} open deadlines")
+
+
+@calendar.command("unset")
+@click.argument("day")
+@click.option("--user", "username", default="admin", show_default=True)
+@pass_state
+def calendar_unset(state: AppState, day, username):
+    """Remove an override."""
+    from datetime import date as date_cls
+
+    from engine.sla import set_override
+
+    with transaction(state) as session:
+        ctx = _context(state, session, username)
+        if ctx.user.role != "admin":
+            raise Forbidden(f"{username} is not an admin")
+        set_override(session, date_cls.fromisoformat(day), None, actor=username, at=state.services.clock.now())
+        n = state.services.sla.recompute_open(session)
+    click.echo(f"override of {day} removed; recomputed {n} open deadlines")
+
+
+@calendar.command("status")
+@pass_state
+def calendar_status(state: AppState):
+    """Overrides, the years the official data covers, and open deadlines resting on assumptions."""
+    from sqlalchemy import func, select
+
+    from engine.calendar import PACKAGE_YEARS
+    from engine.models import CalendarOverride, SlaClock
+
+    with transaction(state) as session:
+        rows = session.scalars(select(CalendarOverride).order_by(CalendarOverride.day)).all()
+        assumed = session.scalar(select(func.count()).select_from(SlaClock).where(
+            SlaClock.assumed_calendar.is_(True), SlaClock.state.in_(("running", "paused"))))
+    click.echo(f"official holiday data: {PACKAGE_YEARS[0]}–{PACKAGE_YEARS[1]} (chinesecalendar)")
+    for r in rows:
+        click.echo(f"  {r.day.isoformat()}  {'workday' if r.workday else 'holiday'}  {r.note}  ({r.set_by})")
+    if assumed:
+        click.echo(f"WARNING: {assumed} open deadlines fall beyond the official data and assume weekdays are "
+                   "workdays; enter the overrides for those dates (`huying calendar set`)")
+
+
+# ---- SLA policy ----------------------------------------------------------------------------------
+@main.group()
+def sla():
+    """The SLA policy (targets per stage, category/class and urgency)."""
+
+
+@sla.command("show")
+@pass_state
+def sla_show(state: AppState):
+    from engine.sla import latest_policy
+
+    with transaction(state) as session:
+        row = latest_policy(session)
+        if row is None:
+            _fail("no SLA policy deployed", 5)
+        click.echo(f"SLA policy v{row.version} ({_iso(row.deployed_at)}, {row.deployed_by}) "
+                   f"warn at {row.rules['warn_ratio']:.0%}, 督办 {row.rules['overdue_working_days']} working days "
+                   "after a breach")
+        for rule in row.rules["rules"]:
+            (kind, amount), = rule["target"].items()
+            match = ", ".join(f"{k}={v}" for k, v in rule["match"].items())
+            click.echo(f"  {match:<45} {amount:g} {kind}  {rule.get('note', '')}")
+
+
+@sla.command("deploy")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--note", default="")
+@click.option("--user", "username", default="admin", show_default=True)
+@pass_state
+def sla_deploy(state: AppState, file, note, username):
+    """Deploy a new SLA policy version (new clocks use it; running clocks keep theirs)."""
+    from pathlib import Path
+
+    from engine.sla import deploy_policy
+
+    try:
+        document = json.loads(Path(file).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        _fail(f"{file}: not valid JSON: {exc.msg} (line {exc.lineno})", 3)
+    with transaction(state) as session:
+        ctx = _context(state, session, username)
+        if ctx.user.role != "admin":
+            raise Forbidden(f"{username} is not an admin")
+        row = deploy_policy(session, document, at=state.services.clock.now(), actor=username, note=note)
+    click.echo(f"SLA policy: version {row.version}")

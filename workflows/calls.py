@@ -296,3 +296,18 @@ def my_work(ctx: ServiceContext, limit: int = 200) -> list[QueueEntry]:
         .where(WorkItem.owner_unit == ctx.user.unit.code, WorkItem.state == "open", WorkItem.lane.in_(lanes))
         .order_by(WorkItem.created_at, WorkItem.id).limit(limit)).all()
     return [QueueEntry(item, call, available_actions(item)) for item, call in rows]
+
+
+def make_sla_deliver(clock, keeper):
+    """The scheduler's way into the process: deliver a clock's warning/breach/overdue to its task."""
+    from .context import ServiceContext
+
+    def deliver(session: Session, sla_clock, signal: str) -> int:
+        if sla_clock.work_item_id is None:
+            return 0
+        ctx = ServiceContext(session, clock, None, sla=keeper, system_actor="scheduler")
+        payload = {"clock": sla_clock.id, "stage": sla_clock.stage, "unit": sla_clock.unit,
+                   "due_at": sla_clock.due_at.isoformat()}
+        return deliver_process_event(ctx, sla_clock.work_item_id, signal, payload)
+
+    return deliver
