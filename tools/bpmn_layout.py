@@ -43,9 +43,9 @@ class Proc:
     def node(self, nid, typ, name, lane, col, row=0, **kw):
         self.nodes[nid] = dict(id=nid, typ=typ, name=name, lane=lane, col=col, row=row, **kw)
 
-    def flow(self, src, dst, cond=None, name=None, default=False):
+    def flow(self, src, dst, cond=None, name=None, default=False, via=None):
         fid = f"flow_{src}__{dst}"
-        self.flows.append(dict(id=fid, src=src, dst=dst, cond=cond, name=name))
+        self.flows.append(dict(id=fid, src=src, dst=dst, cond=cond, name=name, via=via))
         if default:
             self.nodes[src]["default"] = fid
 
@@ -158,35 +158,53 @@ def layout(p: Proc, y0):
     max_col = max(n["col"] for n in p.nodes.values())
     for n in p.nodes.values():
         w, h = SIZES[KIND[n["typ"]]]
+        w = n.get("w", w)
         ly, _lh = lane_y[n["lane"]]
         cx = 100 + LANE_LABEL + 60 + n["col"] * COL_W
         cy = ly + LANE_PAD + n["row"] * ROW_H + ROW_H // 2
         bounds[n["id"]] = (int(cx - w // 2), int(cy - h // 2), w, h)
     for b in p.boundaries:
         tx, ty, tw, th = bounds[b["attached"]]
-        bounds[b["id"]] = (tx + 4 + b["slot"] * 26, ty + th - 18, 36, 36)
+        bounds[b["id"]] = (tx + 1 + b["slot"] * 37, ty + th - 18, 36, 36)
     width = LANE_LABEL + 120 + (max_col + 1) * COL_W
     lanes = {lid: (100 + LANE_LABEL, ly, width - LANE_LABEL, lh) for lid, (ly, lh) in lane_y.items()}
     pool = (100, y0, width, y - y0)
     return bounds, lanes, pool
 
 
-def waypoints(src, dst):
+TRACKS = set()
+
+
+def waypoints(src, dst, via=None):
     sx, sy, sw, sh = src
     dx, dy, dw, dh = dst
     s_cx, s_cy, d_cx, d_cy = sx + sw // 2, sy + sh // 2, dx + dw // 2, dy + dh // 2
+    if via == "top":
+        top = min(sy, dy) - 20
+        return [(s_cx, sy), (s_cx, top), (d_cx, top), (d_cx, dy)]
+    if abs(s_cx - d_cx) < 2 and (dy >= sy + sh or dy + dh <= sy):  # straight up/down
+        return [(s_cx, sy + sh), (s_cx, dy)] if dy >= sy + sh else [(s_cx, sy), (s_cx, dy + dh)]
+    if sw == sh == 50 and dx >= sx + sw and abs(s_cy - d_cy) >= 2:  # gateway fan-out
+        return [(s_cx, sy + sh if d_cy > s_cy else sy), (s_cx, d_cy), (dx, d_cy)]
     if sh == 36 and sw == 36 and sy > 0 and abs(d_cy - s_cy) > 5:  # boundary/events: leave downwards
         start = (s_cx, sy + sh)
         if dx > sx + sw:
             return [start, (s_cx, d_cy), (dx, d_cy)]
-        return [start, (s_cx, dy + dh + 20 if dy + dh < sy else s_cy + 40), (d_cx, dy + dh + 20 if dy + dh < sy else s_cy + 40), (d_cx, dy + dh if dy + dh < sy else dy)]
+        track = dy + dh + 20 if dy + dh < sy else s_cy + 40
+        while track in TRACKS:
+            track += 12
+        TRACKS.add(track)
+        return [start, (s_cx, track), (d_cx, track), (d_cx, dy + dh if track > dy + dh else dy)]
     if dx >= sx + sw:  # forwards
         if abs(s_cy - d_cy) < 2:
             return [(sx + sw, s_cy), (dx, d_cy)]
-        mid = (sx + sw + dx) // 2
+        mid = dx - 25
         return [(sx + sw, s_cy), (mid, s_cy), (mid, d_cy), (dx, d_cy)]
     # backwards: go over the top of the source and come down into the target
     top = min(sy, dy) - 15
+    while top in TRACKS:
+        top -= 12
+    TRACKS.add(top)
     return [(s_cx, sy), (s_cx, top), (d_cx, top), (d_cx, dy)]
 
 
@@ -209,7 +227,7 @@ def di(p: Proc, collab_part, y0):
         out.append("      </bpmndi:BPMNShape>")
     for f in p.flows:
         out.append(f'      <bpmndi:BPMNEdge id="{f["id"]}_di" bpmnElement="{f["id"]}">')
-        for wx, wy in waypoints(bounds[f["src"]], bounds[f["dst"]]):
+        for wx, wy in waypoints(bounds[f["src"]], bounds[f["dst"]], f.get("via")):
             out.append(f'        <di:waypoint x="{wx}" y="{wy}" />')
         out.append("      </bpmndi:BPMNEdge>")
     return out, pool
@@ -218,24 +236,24 @@ def di(p: Proc, collab_part, y0):
 def warn_breach(p, task, slot0=0, overdue_to=None, breach_to=None, breach_interrupting=False):
     """The SLA hooks every timed task carries (domain.md §3)."""
     col, lane = p.nodes[task]["col"], p.nodes[task]["lane"]
-    p.boundary(f"{task}_sla_warning", task, "sla_warning", "预警 SLA warning", False, slot0)
-    p.node(f"{task}_warned", "endEvent", "预警已记录 warning noted", lane, col, 1, props={})
+    p.boundary(f"{task}_sla_warning", task, "sla_warning", "预警", False, slot0)
+    p.node(f"{task}_warned", "endEvent", "预警已记录 warning noted", lane, col + 0.45, 1, props={})
     p.flow(f"{task}_sla_warning", f"{task}_warned")
-    p.boundary(f"{task}_sla_breach", task, "sla_breach", "超时 SLA breach", breach_interrupting, slot0 + 1)
+    p.boundary(f"{task}_sla_breach", task, "sla_breach", "超时", breach_interrupting, slot0 + 1)
     if breach_to:
         p.flow(f"{task}_sla_breach", breach_to, name="超时上呼 breached: up one level")
     else:
-        p.node(f"{task}_urged", "endEvent", "催办已发出 reminder sent", lane, col + 0.45, 1)
+        p.node(f"{task}_urged", "endEvent", "催办已发出 reminder sent", lane, col + 0.45, 2)
         p.flow(f"{task}_sla_breach", f"{task}_urged")
     if overdue_to:
-        p.boundary(f"{task}_sla_overdue", task, "sla_overdue", "督办 overdue 5 working days", True, slot0 + 2)
+        p.boundary(f"{task}_sla_overdue", task, "sla_overdue", "督办", True, slot0 + 2)
         p.flow(f"{task}_sla_overdue", overdue_to, name="督办 supervise")
 
 
 def main_process():
-    lanes = [("community", "社区 Community", 2), ("street", "街镇指挥中心 Street command centre", 2),
-             ("department", "区属部门 Departments", 1), ("district", "区指挥中心 District command centre", 2),
-             ("verification", "核查回访 Verification and feedback", 2)]
+    lanes = [("community", "社区 Community", 2), ("street", "街镇指挥中心 Street command centre", 3),
+             ("department", "区属部门 Departments", 2), ("district", "区指挥中心 District command centre", 3),
+             ("verification", "核查回访 Verification and feedback", 3)]
     p = Proc("call_dispatch", "有呼必应 Call dispatch", lanes)
     P = lambda **kw: kw  # noqa: E731
     p.node("call_filed", "startEvent", "呼叫 Call filed", "community", 0)
@@ -252,8 +270,8 @@ def main_process():
            props=P(owner="street", sla_stage="triage", status="triage",
                    actions="void,merge,handle,dispatch,escalate"))
     p.node("gw_triage", "exclusiveGateway", "研判结果 triage decision", "street", 6)
-    p.node("call_voided", "endEvent", "作废 Voided", "street", 7, 1, props=P(status="voided"))
-    p.node("call_merged", "endEvent", "合并 Merged", "street", 7.45, 1, props=P(status="merged"))
+    p.node("call_voided", "endEvent", "作废 Voided", "street", 6.5, 1, props=P(status="voided"))
+    p.node("call_merged", "endEvent", "合并 Merged", "street", 6.5, 2, props=P(status="merged"))
     p.node("street_handle", "userTask", "街镇自行处置 Street handles", "street", 7,
            props=P(owner="street", sla_stage="resolve", status="in_progress", actions="done"))
     p.node("mark_street_handled", "scriptTask", "街镇办结 handled by street", "street", 8,
@@ -273,17 +291,17 @@ def main_process():
     p.node("verify", "userTask", "核查 Verify result", "verification", 11,
            props=P(owner="community", sla_stage="verify", status="verify", actions="pass,fail"))
     p.node("gw_verify", "exclusiveGateway", "核查通过? passed", "verification", 12)
-    p.node("count_rework", "scriptTask", "返工 rework +1", "verification", 12, 1,
+    p.node("count_rework", "scriptTask", "返工 rework +1", "verification", 12, 2,
            script="rework_count = rework_count + 1\nrework = True")
-    p.node("gw_rework_to", "exclusiveGateway", "返工给谁 back to", "verification", 13, 1)
-    p.node("feedback", "userTask", "回访 Feedback call", "verification", 13,
+    p.node("gw_rework_to", "exclusiveGateway", "返工给谁 back to", "verification", 13, 2)
+    p.node("feedback", "userTask", "回访 Feedback call", "verification", 14,
            props=P(owner="street", sla_stage="feedback", status="feedback", actions="rate"))
-    p.node("gw_feedback", "exclusiveGateway", "满意? satisfied", "verification", 14)
-    p.node("call_closed", "endEvent", "办结销号 Closed", "verification", 15, props=P(status="closed"))
-    p.node("count_reopen", "scriptTask", "重办 reopen +1", "street", 14,
+    p.node("gw_feedback", "exclusiveGateway", "满意? satisfied", "verification", 15)
+    p.node("call_closed", "endEvent", "办结销号 Closed", "verification", 16, props=P(status="closed"))
+    p.node("count_reopen", "scriptTask", "重办 reopen +1", "street", 15,
            script="reopen_count = reopen_count + 1\nrework = False")
-    p.node("gw_reopen", "exclusiveGateway", "第三次重办? third reopen", "street", 15)
-    p.node("mark_problem_ticket", "scriptTask", "问题工单 problem ticket", "district", 15,
+    p.node("gw_reopen", "exclusiveGateway", "第三次重办? third reopen", "street", 16)
+    p.node("mark_problem_ticket", "scriptTask", "问题工单 problem ticket", "district", 16,
            script="problem_ticket = True")
 
     p.flow("call_filed", "route_call")
@@ -336,51 +354,51 @@ def main_process():
 
 
 def department_process():
-    lanes = [("department", "区属部门 Department", 3), ("command", "指挥中心 Command centre (street or district)", 3)]
+    lanes = [("department", "区属部门 Department", 4), ("command", "指挥中心 Command centre (street or district)", 3)]
     p = Proc("department_work", "部门办理 Department work", lanes)
     P = lambda **kw: kw  # noqa: E731
     p.node("work_dispatched", "startEvent", "派单到部门 dispatched", "department", 0)
     p.node("begin_work", "scriptTask", "开始办理 begin", "department", 1,
            script="slot_result = dict(slot)")
     p.node("gw_rework", "exclusiveGateway", "返工? rework", "department", 2)
-    p.node("sign", "userTask", "签收 Sign for", "department", 3,
+    p.node("sign", "userTask", "签收 Sign for", "department", 3.1, w=150,
            props=P(owner="slot.department", sla_stage="sign", status="dispatched", actions="sign,dispute",
                    context="slot"))
-    p.node("resolve", "userTask", "办理 Resolve", "department", 5,
+    p.node("resolve", "userTask", "办理 Resolve", "department", 5.4, w=224,
            props=P(owner="slot.department", sla_stage="resolve", status="in_progress",
                    actions="done,hang,dispute,request_extension,contact", context="slot",
                    sla_pause="hang"))
-    p.node("gw_resolve", "exclusiveGateway", "结果 outcome", "department", 6)
-    p.node("on_hold", "userTask", "挂账 On hold (clock paused)", "department", 7, 1,
+    p.node("gw_resolve", "exclusiveGateway", "结果 outcome", "department", 7)
+    p.node("on_hold", "userTask", "挂账 On hold (clock paused)", "department", 8, 1,
            props=P(owner="slot.department", sla_stage="", status="on_hold", actions="resume", context="slot"))
-    p.node("work_done", "endEvent", "办结上报 reported done", "department", 8)
-    p.node("gw_overdue", "exclusiveGateway", "已在区级? at district", "department", 6, 1)
-    p.node("supervise_up", "endEvent", "督办上呼 escalate to district", "department", 7.5, 1,
+    p.node("work_done", "endEvent", "办结上报 reported done", "department", 9)
+    p.node("gw_overdue", "exclusiveGateway", "已在区级? at district", "department", 6.4, 3)
+    p.node("supervise_up", "endEvent", "督办上呼 escalate to district", "department", 7.2, 3,
            throw_escalation="supervise")
     p.node("rule_dispute", "userTask", "争议裁定 Rule on dispute", "command", 4,
            props=P(owner="command_unit", sla_stage="", status="", actions="confirm,reassign",
                    context="dispute,slot"))
     p.node("gw_ruling", "exclusiveGateway", "改派? reassign", "command", 5)
-    p.node("gw_added_assists", "exclusiveGateway", "增加协办? add assistants", "command", 6)
-    p.node("dispute_confirmed", "endEvent", "维持派单 dispatch confirmed", "command", 7, 1)
-    p.node("assist_work", "userTask", "协办 Assist", "department", 7, 2,
+    p.node("gw_added_assists", "exclusiveGateway", "增加协办? add assistants", "command", 7.7)
+    p.node("dispute_confirmed", "endEvent", "维持派单 dispatch confirmed", "command", 8.5, 1)
+    p.node("assist_work", "userTask", "协办 Assist", "department", 9, 3,
            props=P(owner="assist_department", sla_stage="resolve", status="", actions="done",
                    context="slot"), mi=("added_assists", "assist_department"))
-    p.node("assisted", "endEvent", "协办完成 assist done", "department", 8, 2)
-    p.node("throw_reassign", "intermediateThrowEvent", "改派 reassign", "command", 6.3, 1,
+    p.node("assisted", "endEvent", "协办完成 assist done", "department", 10, 3)
+    p.node("throw_reassign", "intermediateThrowEvent", "改派 reassign", "command", 5, 1,
            throw_escalation="reassign")
-    p.node("reassigned", "endEvent", "已改派 reassigned", "command", 6.3, 2)
-    p.node("rule_extension", "userTask", "延期审批 Rule on extension", "command", 8,
+    p.node("reassigned", "endEvent", "已改派 reassigned", "command", 5, 2)
+    p.node("rule_extension", "userTask", "延期审批 Rule on extension", "command", 9, 2,
            props=P(owner="command_unit", sla_stage="", status="", actions="approve,refuse",
                    context="extension,slot"))
-    p.node("extension_ruled", "endEvent", "延期已裁定 extension ruled", "command", 9)
-    p.node("apply_reassign", "scriptTask", "改派部门 move to new department", "department", 4, 1,
+    p.node("extension_ruled", "endEvent", "延期已裁定 extension ruled", "command", 10, 2)
+    p.node("apply_reassign", "scriptTask", "改派部门 move to new department", "department", 4.4, 3,
            script="slot = dict(slot, department=new_department)\nslot_result = dict(slot)\n"
                   "reassign_count = reassign_count + 1")
 
     p.flow("work_dispatched", "begin_work")
     p.flow("begin_work", "gw_rework")
-    p.flow("gw_rework", "resolve", "rework", "返工")
+    p.flow("gw_rework", "resolve", "rework", "返工", via="top")
     p.flow("gw_rework", "sign", name="新派单", default=True)
     p.flow("sign", "resolve")
     p.flow("resolve", "gw_resolve")
@@ -402,14 +420,14 @@ def department_process():
     warn_breach(p, "sign")
     warn_breach(p, "resolve", overdue_to="gw_overdue")
     for task, slot in (("sign", 2), ("resolve", 3)):
-        p.boundary(f"{task}_disputed", task, "dispute", "争议 dispute flagged", False, slot)
+        p.boundary(f"{task}_disputed", task, "dispute", "争议", False, slot)
         p.flow(f"{task}_disputed", "rule_dispute", name="争议")
-        p.boundary(f"{task}_reassigned", task, "reassign", "被改派 reassigned", True, slot + 1,
+        p.boundary(f"{task}_reassigned", task, "reassign", "改派", True, slot + 1,
                    kind="escalation")
         p.flow(f"{task}_reassigned", "apply_reassign")
     p.boundary("on_hold_reassigned", "on_hold", "reassign", "被改派 reassigned", True, 0, kind="escalation")
     p.flow("on_hold_reassigned", "apply_reassign")
-    p.boundary("resolve_extension", "resolve", "extension_request", "申请延期 extension requested", False, 5)
+    p.boundary("resolve_extension", "resolve", "extension_request", "延期", False, 5)
     p.flow("resolve_extension", "rule_extension", name="延期申请")
     return p
 
