@@ -59,8 +59,9 @@ def test_a_stopped_scheduler_catches_up_in_deadline_order_with_nothing_missed_or
     d.clock.set(at(2026, 10, 13, 12))
     fired = d.sweep()
     assert fired == 8  # a warning and a breach for each of the four triages
-    from engine.models import SlaEvent
     from sqlalchemy import select
+
+    from engine.models import SlaEvent
     with d.session() as s:
         events = list(s.scalars(select(SlaEvent).order_by(SlaEvent.id)))
     assert sorted((e.subject, e.kind) for e in events) == [(no, k) for no in calls for k in ("urge", "warning")]
@@ -164,9 +165,10 @@ def test_deadlines_beyond_the_holiday_data_are_flagged_and_audited(district):
 
 
 def test_a_failing_clock_is_an_incident_retried_later_and_does_not_block_others(district, services, monkeypatch):
+    from sqlalchemy import select
+
     import workflows.calls as calls
     from engine.models import Incident
-    from sqlalchemy import select
 
     d = district
     bad = d.file("qingnian.grid", category="road_flooding")

@@ -567,3 +567,49 @@ def sla_deploy(state: AppState, file, note, username):
             raise Forbidden(f"{username} is not an admin")
         row = deploy_policy(session, document, at=state.services.clock.now(), actor=username, note=note)
     click.echo(f"SLA policy: version {row.version}")
+
+
+# ---- reports -------------------------------------------------------------------------------------
+@main.group()
+def report():
+    """Performance reports."""
+
+
+def _pct(value):
+    return "—" if value is None else f"{value:.0%}"
+
+
+@report.command("ranking")
+@click.option("--month", required=True, help="YYYY-MM")
+@click.option("--kind", type=click.Choice(["department", "street"]), default="department", show_default=True)
+@click.option("--top", default=3, show_default=True, help="How many units on each list.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def report_ranking(state: AppState, month, kind, top, as_json):
+    """On-time sign/resolve rates, close rate, satisfaction, rework, overtime, and the 红黑榜."""
+    from workflows.metrics import monthly_ranking
+
+    with transaction(state) as session:
+        try:
+            r = monthly_ranking(session, month, kind, now=state.services.clock.now(),
+                                calendar=state.services.sla.calendars.get(session), top=top)
+        except ValueError as exc:
+            _fail(str(exc), 3)
+    out = {"month": r.month, "kind": r.kind, "units": [u.as_dict() for u in r.units],
+           "red": [u.unit for u in r.red], "black": [u.unit for u in r.black]}
+
+    def text():
+        lines = [f"{r.month} {'部门' if kind == 'department' else '街镇'} ranking",
+                 f"{'unit':<16}{'score':>7}{'sign':>7}{'resolve':>9}{'close':>7}{'satisf.':>9}{'rework':>8}"
+                 f"{'overtime':>10}{'overdue':>9}"]
+        for u in r.units:
+            lines.append(f"{u.unit:<16}{'—' if u.score is None else u.score:>7}{_pct(u.on_time_sign):>7}"
+                         f"{_pct(u.on_time_resolve):>9}{_pct(u.close_rate):>7}{_pct(u.satisfaction):>9}"
+                         f"{_pct(u.rework_rate):>8}"
+                         f"{'—' if u.overtime_factor is None else f'{u.overtime_factor:.2f}x':>10}{u.overdue:>9}"
+                         + (f"  ⚑ {'; '.join(u.flags)}" if u.flags else ""))
+        lines.append("红榜 red list:   " + (", ".join(f"{u.unit} {u.name}" for u in r.red) or "—"))
+        lines.append("黑榜 black list: " + (", ".join(f"{u.unit} {u.name}" for u in r.black) or "—"))
+        return "\n".join(lines)
+
+    _echo(out, as_json, text)
