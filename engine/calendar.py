@@ -79,7 +79,7 @@ class BusinessCalendar:
         periods = sorted(self.office_hours)
         if not periods:
             raise CalendarError("office hours cannot be empty")
-        for (s1, e1), nxt in zip(periods, periods[1:] + [None]):
+        for (s1, e1), nxt in zip(periods, periods[1:] + [None], strict=False):
             if not s1 < e1:
                 raise CalendarError(f"office period {s1:%H:%M}-{e1:%H:%M} ends before it starts")
             if nxt is not None and nxt[0] < e1:

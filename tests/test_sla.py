@@ -51,7 +51,7 @@ def test_scenario_2_by_advancing_the_clock_warning_breach_supervision_escalation
 def test_a_stopped_scheduler_catches_up_in_deadline_order_with_nothing_missed_or_doubled(district):
     d = district
     calls = []
-    for i in range(4):
+    for _i in range(4):
         no = d.file("qingnian.grid", category="road_flooding")
         calls.append(no)
         d.clock.advance(timedelta(minutes=20))
