@@ -119,3 +119,29 @@ def test_the_wall_clock_cannot_be_moved(db_url):
     r = CliRunner().invoke(main, ["clock", "advance", "1h"], env={"HUYING_DATABASE_URL": db_url,
                                                                   "HUYING_CLOCK": "wall"})
     assert r.exit_code == 3 and "wall clock" in r.stderr
+
+
+def test_calendar_due_prints_the_worked_examples(cli):
+    assert cli("calendar", "due", "--from", "2026-09-30T17:00", "--working-hours", "2").stdout.strip() \
+        == "2026-10-08T10:00:00+08:00"
+    assert cli("calendar", "due", "--from", "2026-09-30T10:00+08:00", "--working-days", "5").stdout.strip() \
+        == "2026-10-13T18:00:00+08:00"
+    r = cli("calendar", "due", "--from", "2026-12-30T10:00", "--working-days", "3")
+    assert r.stdout.strip() == "2027-01-04T18:00:00+08:00" and "beyond the official holiday data" in r.stderr
+    cli("calendar", "set", "2027-01-01", "--holiday", "--note", "元旦")
+    cli("calendar", "set", "2027-01-02", "--holiday", "--note", "元旦")
+    r = cli("calendar", "due", "--from", "2026-12-30T10:00", "--working-days", "3")
+    assert r.stdout.strip() == "2027-01-05T18:00:00+08:00" and "beyond" in r.stderr  # Jan 4, 5 still assumed
+    assert "2027-01-01  holiday  元旦" in cli("calendar", "status").stdout
+    assert "give exactly one" in cli("calendar", "due", "--from", "2026-10-12T09:00", expect=3).stderr
+    assert "not an admin" in cli("calendar", "set", "2027-01-04", "--workday", "--user", "water.staff", expect=4).stderr
+
+
+def test_sla_show_and_deploy(cli, tmp_path):
+    assert "resolve" in cli("sla", "show").stdout
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"rules": [{"match": {"stage": "sign"}, "target": {"fortnights": 1}}]}')
+    assert "invalid SLA policy" in cli("sla", "deploy", str(bad), expect=3).stderr
+    good = tmp_path / "good.json"
+    good.write_text('{"rules": [{"match": {"stage": "resolve"}, "target": {"working_days": 4}}]}')
+    assert "version 2" in cli("sla", "deploy", str(good)).stdout

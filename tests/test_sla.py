@@ -194,3 +194,77 @@ def test_a_failing_clock_is_an_incident_retried_later_and_does_not_block_others(
     d.clock.advance(timedelta(minutes=1))
     assert d.sweep() == 2
     assert d.sla_events(bad) == [("warning", "triage", "xiagang"), ("urge", "triage", "xiagang")]
+
+
+def test_the_admin_clock_api_moves_virtual_time_and_sweeps(district, services):
+    import base64
+
+    from engine.clock import StoredVirtualClock
+    from web.app import create_app
+    from web.bootstrap import Services
+
+    d = district
+    no = d.file("qingnian.grid", category="road_flooding")
+    stored = StoredVirtualClock(services.session_factory)
+    stored.set(d.clock.now())
+    app = create_app(services=Services(services.settings, services.engine, services.session_factory, stored,
+                                       services.sla))
+    client = app.test_client()
+
+    def auth(user, pw="huying-demo"):
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()}
+
+    assert client.post("/api/v1/admin/clock", json={"advance": "2h"}).status_code == 401
+    assert client.post("/api/v1/admin/clock", json={"advance": "2h"}, headers=auth("admin", "wrong")).status_code == 401
+    assert client.post("/api/v1/admin/clock", json={"advance": "2h"}, headers=auth("huangpu.supervisor")).status_code == 403
+    bad = client.post("/api/v1/admin/clock", json={"advance": "soon"}, headers=auth("admin"))
+    assert bad.status_code == 422 and "advance" in bad.get_json()["errors"]
+    assert client.post("/api/v1/admin/clock", json={}, headers=auth("admin")).status_code == 422
+    r = client.post("/api/v1/admin/clock", json={"advance": "2h"}, headers=auth("admin"))
+    assert r.status_code == 200 and r.get_json()["now"] == "2026-10-12T11:00:00+08:00"
+    assert r.get_json()["fired"]["fire_due_sla_clocks"] == 2
+    assert d.sla_events(no) == [("warning", "triage", "xiagang"), ("urge", "triage", "xiagang")]
+    wall = create_app(services=services.__class__(services.settings, services.engine, services.session_factory,
+                                                  __import__("engine.clock", fromlist=["WallClock"]).WallClock(),
+                                                  services.sla))
+    assert wall.test_client().post("/api/v1/admin/clock", json={"advance": "1h"},
+                                   headers=auth("admin")).status_code == 409
+
+
+def test_a_new_sla_policy_version_changes_new_clocks_not_running_ones(district, services):
+    import copy
+    import json
+
+    from config.settings import PROJECT_ROOT
+    from engine.sla import deploy_policy
+
+    d = district
+    before = d.file("qingnian.grid", category="road_flooding")
+    d.do(before, "xiagang.dispatcher", "dispatch", {"lead": "water"})
+    d.do(before, "water.staff", "sign")
+    policy = json.loads((PROJECT_ROOT / "config/sla_policy.json").read_text(encoding="utf-8"))
+    changed = copy.deepcopy(policy)
+    changed["rules"].append({"match": {"stage": "resolve", "category": "road_flooding"},
+                             "target": {"working_days": 3}, "note": "道路积水 3 工作日"})
+    with d.session() as s:
+        assert deploy_policy(s, changed, at=d.clock.now(), actor="admin").version == 2
+        s.commit()
+    after = d.file("qingnian.grid", category="road_flooding")
+    d.do(after, "xiagang.dispatcher", "dispatch", {"lead": "water"})
+    d.do(after, "water.staff", "sign")
+    assert d.clock_of(before, "resolve", "water").due_at == at(2026, 10, 19, 18)
+    new = d.clock_of(after, "resolve", "water")
+    assert (new.due_at, new.policy_version) == (at(2026, 10, 15, 18), 2)
+
+
+def test_a_bad_policy_is_refused_naming_the_problem(services):
+    import pytest
+
+    from engine.errors import ValidationFailed
+    from engine.sla import validate_policy
+
+    for bad in ({"rules": []}, {"rules": [{"match": {"category": "x"}, "target": {"working_days": 1}}]},
+                {"rules": [{"match": {"stage": "sign"}, "target": {"working_days": 1, "wall_hours": 2}}]},
+                {"rules": [{"match": {"stage": "sign", "colour": "red"}, "target": {"wall_hours": 2}}]}):
+        with pytest.raises(ValidationFailed):
+            validate_policy(bad)

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from config.settings import Settings
 from engine.errors import Conflict, EngineError, Forbidden, InvalidDefinition, NotFound, ValidationFailed
-from engine.models import ProcessDefinition, WorkItem
+from engine.models import ProcessDefinition, SlaClock, WorkItem
 from workflows.models import Call
 
 from .bootstrap import Services, build_services
@@ -25,16 +25,20 @@ code{background:#f3f3f3;padding:0 .3em}</style></head>
 <li>{{ t.calls }}: {{ calls }} &middot; {{ t.open_items }}: {{ open_items }}</li>
 <li>{{ t.process }}: {{ versions }}</li></ul>
 <p>{{ t.cli }} <code>huying work list --user xiagang.dispatcher</code></p>
+{% if assumed %}<p role="alert" style="background:#fff3cd;padding:.5em">⚠ {{ t.assumed|format(assumed) }}</p>{% endif %}
 <p><a href="?lang={{ other }}">{{ t.switch }}</a> &middot; <a href="/api/v1/health">/api/v1/health</a></p>
 </body></html>"""
 
 TEXT = {
     "zh-CN": {"title": "呼应 Huying · 有呼必应调度引擎", "tagline": "社区—街镇—区三级响应，BPMN 流程驱动。",
               "now": "当前时间", "calls": "呼叫总数", "open_items": "待办事项", "process": "流程版本",
-              "cli": "命令行示例：", "switch": "English"},
+              "cli": "命令行示例：", "switch": "English",
+              "assumed": "%d 个未结时限落在官方节假日数据之外，已按周一至周五为工作日估算。请管理员录入节假日安排（huying calendar set）。"},
     "en": {"title": "Huying · every call answered", "tagline": "Community → street → district dispatch, driven by BPMN.",
            "now": "Current time", "calls": "Calls", "open_items": "Open work items", "process": "Process versions",
-           "cli": "Try the CLI:", "switch": "中文"},
+           "cli": "Try the CLI:", "switch": "中文",
+           "assumed": "%d open deadlines fall beyond the official holiday data and assume Monday–Friday are "
+                      "workdays. An admin should enter the holiday notice (huying calendar set)."},
 }
 
 
@@ -70,6 +74,41 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         return jsonify(status="ok", now=services.clock.now().isoformat(), clock=services.settings.clock,
                        database=services.engine.dialect.name)
 
+    @app.post("/api/v1/admin/clock")
+    def move_virtual_clock():
+        """Admin only, and only with the virtual clock: {"set": ISO} or {"advance": "2h"}; then one sweep."""
+        from engine.clock import parse_duration
+        from workflows.org import authenticate
+
+        auth = request.authorization
+        user = authenticate(g.db, auth.username, auth.password) if auth and auth.type == "basic" else None
+        if user is None:
+            return jsonify(code="unauthorized", message="sign in as an admin (HTTP Basic)", errors={}), 401, \
+                {"WWW-Authenticate": 'Basic realm="huying"'}
+        if user.role != "admin":
+            raise Forbidden(f"{user.username} is not an admin")
+        if not getattr(services.clock, "virtual", False):
+            raise Conflict("the clock is the wall clock; set HUYING_CLOCK=virtual to move time")
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or len(body.keys() & {"set", "advance"}) != 1:
+            raise ValidationFailed("give exactly one of 'set' (ISO 8601) or 'advance' (e.g. 2h, 90m, PT2H)",
+                                   field_errors={"_schema": ["one of set, advance"]})
+        try:
+            if "set" in body:
+                from datetime import datetime
+
+                from engine.clock import ensure_aware
+                now = services.clock.set(ensure_aware(datetime.fromisoformat(str(body["set"]))))
+            else:
+                now = services.clock.advance(parse_duration(str(body["advance"])))
+        except ValueError as exc:
+            key = "set" if "set" in body else "advance"
+            raise ValidationFailed(str(exc), field_errors={key: [str(exc)]}) from None
+        from .scheduler import sweep_once
+
+        fired = sweep_once(services)
+        return jsonify(now=now.isoformat(), fired=fired)
+
     @app.get("/")
     def index():
         lang = request.args.get("lang") or request.accept_languages.best_match(["zh-CN", "en"]) or "zh-CN"
@@ -83,6 +122,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             now=services.clock.now().strftime("%Y-%m-%d %H:%M"), clock=services.settings.clock,
             calls=db.scalar(select(func.count()).select_from(Call)),
             open_items=db.scalar(select(func.count()).select_from(WorkItem).where(WorkItem.state == "open")),
-            versions=versions)
+            versions=versions,
+            assumed=db.scalar(select(func.count()).select_from(SlaClock).where(
+                SlaClock.assumed_calendar.is_(True), SlaClock.state.in_(("running", "paused")))))
 
     return app

@@ -237,9 +237,34 @@ def call_file(state: AppState, username, as_json, **fields):
     _echo(out, as_json, lambda: f"{out['number']} filed: {out['status']} at {out['level']} level")
 
 
-def _item_dict(wi, actions=None):
+def _duration(td) -> str:
+    sign = "-" if td.total_seconds() < 0 else ""
+    minutes = int(abs(td.total_seconds()) // 60)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    parts = ([f"{days}d"] if days else []) + ([f"{hours}h"] if hours else []) + [f"{minutes:02d}m"]
+    return sign + "".join(parts)
+
+
+def _deadline_dict(dl):
+    if dl is None:
+        return None
+    return {"due_at": _iso(dl.due_at), "remaining_minutes": int(dl.remaining.total_seconds() // 60),
+            "remaining": _duration(dl.remaining) + (" working" if dl.working_time else ""), "state": dl.state,
+            "beyond_calendar_data": dl.assumed_calendar}
+
+
+def _deadline_text(d) -> str:
+    if not d:
+        return ""
+    flag = {"warning": " ⚠预警", "overdue": " ⛔超时", "paused": " ⏸挂账"}.get(d["state"], "")
+    return f"  due {d['due_at']} ({d['remaining']}){flag}" + ("  [beyond calendar data]" if d["beyond_calendar_data"] else "")
+
+
+def _item_dict(wi, actions=None, deadline=None):
     return {"id": wi.id, "task": wi.task_name, "title": wi.title, "lane": wi.lane, "unit": wi.owner_unit,
-            "created_at": _iso(wi.created_at), "actions": actions, "context": wi.context}
+            "created_at": _iso(wi.created_at), "actions": actions, "context": wi.context,
+            "deadline": _deadline_dict(deadline)}
 
 
 @call.command("show")
@@ -264,7 +289,12 @@ def call_show(state: AppState, number, username, as_json):
                "parent": c.parent.number if c.parent else None,
                "children": [{"number": ch.number, "department": ch.department_code, "status": ch.status}
                             for ch in v.children],
-               "open_items": [_item_dict(wi, available_actions(wi)) for wi in v.open_items],
+               "open_items": [_item_dict(wi, available_actions(wi), v.deadlines.get(wi.id)) for wi in v.open_items],
+               "sla_clocks": [{"stage": k.stage, "unit": k.unit, "round": k.round, "state": k.state,
+                               "outcome": k.outcome, "target": f"{k.target_amount:g} {k.target_kind}",
+                               "warn_at": _iso(k.warn_at), "due_at": _iso(k.due_at),
+                               "warned": k.warned_at is not None, "breached": k.breached_at is not None,
+                               "supervised": k.overdue_fired_at is not None} for k in v.clocks],
                "timeline": [{"at": _iso(e.occurred_at), "actor": e.actor, "action": e.action,
                              "old": e.old, "new": e.new} for e in v.timeline]}
 
@@ -277,7 +307,14 @@ def call_show(state: AppState, number, username, as_json):
         lines.append("open work items:" if out["open_items"] else "open work items: none")
         for wi in out["open_items"]:
             lines.append(f"  #{wi['id']}  {wi['title']}  [{wi['lane']} / {wi['unit']}]  actions: "
-                         f"{', '.join(wi['actions'])}")
+                         f"{', '.join(wi['actions'])}{_deadline_text(wi['deadline'])}")
+        if out["sla_clocks"]:
+            lines.append("SLA clocks:")
+        for k in out["sla_clocks"]:
+            marks = "".join(m for m, on in (("  预警", k["warned"]), ("  催办", k["breached"]),
+                                            ("  督办", k["supervised"])) if on)
+            lines.append(f"  {k['stage']:<20} {k['unit']:<12} {k['target']:<18} due {k['due_at']}  "
+                         f"{k['state']}{'/' + k['outcome'] if k['outcome'] else ''}{marks}")
         lines.append("timeline:")
         for e in out["timeline"]:
             change = ""
@@ -305,14 +342,14 @@ def work_list(state: AppState, username, as_json):
 
     with transaction(state) as session:
         entries = my_work(_context(state, session, username))
-        out = [{**_item_dict(e.item, e.actions), "call": e.call.number, "category": e.call.category_code,
+        out = [{**_item_dict(e.item, e.actions, e.deadline), "call": e.call.number, "category": e.call.category_code,
                 "call_status": e.call.status} for e in entries]
 
     def text():
         if not out:
             return "no open work items"
         return "\n".join(f"#{r['id']:<6} {r['call']}  {r['title']}  ({r['category']})  actions: "
-                         f"{', '.join(r['actions'])}" for r in out)
+                         f"{', '.join(r['actions'])}{_deadline_text(r['deadline'])}" for r in out)
 
     _echo(out, as_json, text)
 

@@ -6,6 +6,7 @@ audit log and flushes; it never commits.  One call = one engine instance.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from marshmallow import Schema, fields, validate
 from marshmallow import ValidationError as SchemaError
@@ -14,8 +15,9 @@ from sqlalchemy.orm import Session
 
 from engine.audit import audit_trail, record_audit
 from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from engine.models import AuditEvent, WorkItem
+from engine.models import AuditEvent, SlaClock, WorkItem
 from engine.runtime import StepResult
+from engine.sla import remaining_time
 
 from .actions import available_actions, resolve_action
 from .context import ServiceContext
@@ -266,6 +268,8 @@ class CallView:
     open_items: list[WorkItem]
     timeline: list[AuditEvent]
     children: list[Call]
+    deadlines: dict[int, ItemDeadline] = field(default_factory=dict)
+    clocks: list[SlaClock] = field(default_factory=list)
 
 
 def show_call(ctx: ServiceContext, number: str) -> CallView:
@@ -276,7 +280,49 @@ def show_call(ctx: ServiceContext, number: str) -> CallView:
     if call.parent_id:
         items = [wi for wi in items if wi.owner_unit == call.department_code]
     children = list(ctx.session.scalars(select(Call).where(Call.parent_id == call.id).order_by(Call.id)))
-    return CallView(call, items, audit_trail(ctx.session, root.number), children)
+    clocks = list(ctx.session.scalars(select(SlaClock).where(SlaClock.instance_id == root.instance_id)
+                                      .order_by(SlaClock.id)))
+    return CallView(call, items, audit_trail(ctx.session, root.number), children, item_deadlines(ctx, items),
+                    clocks)
+
+
+@dataclass
+class ItemDeadline:
+    """A work item's SLA deadline as its owner sees it."""
+
+    due_at: datetime
+    remaining: timedelta  # working (or, for urgent work, wall) time left; negative when overdue
+    state: str  # normal, warning, overdue, paused
+    stage: str
+    working_time: bool
+    assumed_calendar: bool
+
+
+def clock_deadline(clock_row: SlaClock, calendar, now: datetime) -> ItemDeadline:
+    if clock_row.state == "paused":
+        state = "paused"
+    elif now >= clock_row.due_at:
+        state = "overdue"
+    elif now >= clock_row.warn_at:
+        state = "warning"
+    else:
+        state = "normal"
+    return ItemDeadline(clock_row.due_at, remaining_time(clock_row, calendar, now), state, clock_row.stage,
+                        clock_row.target_kind != "wall_hours", clock_row.assumed_calendar)
+
+
+def item_deadlines(ctx: ServiceContext, items: list[WorkItem]) -> dict[int, ItemDeadline]:
+    """Deadline and remaining time of each timed work item (one query for all of them)."""
+    ids = [wi.id for wi in items]
+    if not ids:
+        return {}
+    clocks = ctx.session.scalars(select(SlaClock).where(SlaClock.work_item_id.in_(ids),
+                                                         SlaClock.state.in_(("running", "paused")))).all()
+    if not clocks:
+        return {}
+    calendar = ctx.sla.calendars.get(ctx.session)
+    now = ctx.clock.now()
+    return {c.work_item_id: clock_deadline(c, calendar, now) for c in clocks}
 
 
 @dataclass
@@ -284,18 +330,20 @@ class QueueEntry:
     item: WorkItem
     call: Call
     actions: list[str]
+    deadline: ItemDeadline | None = None
 
 
 def my_work(ctx: ServiceContext, limit: int = 200) -> list[QueueEntry]:
-    """The open work items this user's role and org unit may act on, oldest first."""
+    """The open work items this user's role and org unit may act on, most urgent deadline first."""
     lanes = [lane for lane, roles in LANE_ROLES.items() if ctx.user.role in roles]
     if not lanes:
         return []
     rows = ctx.session.execute(
         select(WorkItem, Call).join(Call, (Call.instance_id == WorkItem.instance_id) & Call.parent_id.is_(None))
         .where(WorkItem.owner_unit == ctx.user.unit.code, WorkItem.state == "open", WorkItem.lane.in_(lanes))
-        .order_by(WorkItem.created_at, WorkItem.id).limit(limit)).all()
-    return [QueueEntry(item, call, available_actions(item)) for item, call in rows]
+        .order_by(WorkItem.due_at.is_(None), WorkItem.due_at, WorkItem.created_at, WorkItem.id).limit(limit)).all()
+    deadlines = item_deadlines(ctx, [item for item, _call in rows])
+    return [QueueEntry(item, call, available_actions(item), deadlines.get(item.id)) for item, call in rows]
 
 
 def make_sla_deliver(clock, keeper):

@@ -29,6 +29,16 @@ def get_user(session: Session, username: str) -> User:
     return user
 
 
+def authenticate(session: Session, username: str, password: str) -> User | None:
+    """The active user with this username and password, else None (same answer for both failures)."""
+    from .passwords import verify_password
+
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None or not user.active or not verify_password(user.password_hash, password or ""):
+        return None
+    return user
+
+
 def get_unit(session: Session, code: str, kind: str | None = None) -> OrgUnit:
     unit = session.scalar(select(OrgUnit).where(OrgUnit.code == code))
     if unit is None or not unit.active or (kind and unit.kind != kind):
