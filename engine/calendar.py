@@ -86,6 +86,7 @@ class BusinessCalendar:
                 raise CalendarError("office periods overlap")
         self.office_hours = tuple(periods)
         self.overrides = dict(self.overrides)
+        self._workdays: dict[date, bool] = {}  # chinesecalendar re-validates its whole table per call
         self._day_length = sum((_secs(e) - _secs(s) for s, e in self.office_hours), 0)
 
     # ---- days ----------------------------------------------------------------------------------
@@ -98,11 +99,16 @@ class BusinessCalendar:
         return "assumed"
 
     def is_workday(self, day: date) -> bool:
-        if day in self.overrides:
-            return self.overrides[day]
-        if PACKAGE_YEARS[0] <= day.year <= PACKAGE_YEARS[1]:
-            return chinese_calendar.is_workday(day)
-        return day.weekday() < 5
+        known = self._workdays.get(day)
+        if known is None:
+            if day in self.overrides:
+                known = self.overrides[day]
+            elif PACKAGE_YEARS[0] <= day.year <= PACKAGE_YEARS[1]:
+                known = chinese_calendar.is_workday(day)
+            else:
+                known = day.weekday() < 5
+            self._workdays[day] = known
+        return known
 
     def assumed_days(self, days: Iterable[date]) -> tuple[date, ...]:
         return tuple(sorted({d for d in days if self.day_source(d) == "assumed"}))

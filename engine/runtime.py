@@ -7,6 +7,8 @@ optimistic version check and append to the audit log.  The caller commits.
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
@@ -17,7 +19,7 @@ from SpiffWorkflow.bpmn.specs.mixins.events.end_event import EndEvent
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -26,7 +28,7 @@ from .clock import Clock
 from .definitions import SPEC_CACHE, SpecCache, get_definition
 from .errors import Conflict, NotFound, ProcessError, StaleInstance
 from .models import ProcessInstance, WorkItem
-from .spiff import BpmnWorkflow, ParsedProcess, deliver_to_boundary, dump_state, load_state
+from .spiff import BpmnWorkflow, ParsedProcess, deliver_to_boundary, dump_state, load_state, ready_human_tasks
 
 
 @dataclass
@@ -42,6 +44,55 @@ class StepResult:
     # task data of each newly opened work item, keyed by task id (for the domain to read counters)
     opened_data: dict[str, dict] = field(default_factory=dict)
     open_items: list[WorkItem] = field(default_factory=list)
+
+
+class WorkflowCache:
+    """Restored workflows of recently committed instance versions, to skip restoring them again.
+
+    An entry is published only after its transaction commits (see the session
+    hooks below) and is *taken* out when used: an action that fails leaves
+    nothing stale behind, and a version committed by another process simply
+    misses.  (instance id, lock version) identifies the state exactly, because
+    the optimistic lock lets only one writer ever commit a given version.
+    """
+
+    def __init__(self, size: int = 1024):
+        self.size = size
+        self._items: OrderedDict[int, tuple[int, BpmnWorkflow]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, instance_id: int, version: int) -> BpmnWorkflow | None:
+        with self._lock:
+            entry = self._items.pop(instance_id, None)
+        if entry is not None and entry[0] == version:
+            return entry[1]
+        return None
+
+    def put(self, instance_id: int, version: int, workflow: BpmnWorkflow) -> None:
+        with self._lock:
+            self._items[instance_id] = (version, workflow)
+            self._items.move_to_end(instance_id)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+WORKFLOW_CACHE = WorkflowCache()
+_PENDING = "huying.pending_workflows"
+
+
+@event.listens_for(Session, "after_commit")
+def _publish_committed_workflows(session):
+    for instance_id, (version, workflow) in session.info.pop(_PENDING, {}).items():
+        WORKFLOW_CACHE.put(instance_id, version, workflow)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back_workflows(session):
+    session.info.pop(_PENDING, None)
 
 
 def _lookup(data: dict, path: str):
@@ -143,7 +194,10 @@ class ProcessRuntime:
     # ---- internals --------------------------------------------------------------------------
     def _load(self, instance: ProcessInstance) -> tuple[ParsedProcess, BpmnWorkflow]:
         parsed = self.cache.get(instance.definition)
-        return parsed, load_state(instance.state, parsed)
+        workflow = WORKFLOW_CACHE.take(instance.id, instance.lock_version)
+        if workflow is None:
+            workflow = load_state(instance.state, parsed)
+        return parsed, workflow
 
     @staticmethod
     def _task(workflow: BpmnWorkflow, item: WorkItem):
@@ -176,7 +230,7 @@ class ProcessRuntime:
     def _save(self, instance, workflow, parsed, *, open_items, closed_task, actor, action) -> StepResult:
         now = self.clock.now()
         result = StepResult(instance=instance)
-        ready = {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)}
+        ready = {str(t.id): t for t in ready_human_tasks(workflow)}
         by_task = {wi.task_id: wi for wi in open_items}
         if closed_task is not None:
             by_task.setdefault(closed_task.task_id, closed_task)
@@ -211,6 +265,7 @@ class ProcessRuntime:
         key = instance.business_key  # read now: a failed flush expires the instance
         try:
             self.session.flush()
+            self.session.info.setdefault(_PENDING, {})[instance.id] = (instance.lock_version, workflow)
         except StaleDataError:
             raise StaleInstance(f"{key} was changed by someone else at the same time; "
                                 "nothing was saved, reload and try again") from None

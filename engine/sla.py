@@ -246,10 +246,15 @@ class SlaKeeper:
         self._policies: dict[int, dict] = {}
 
     def policy(self, session: Session) -> tuple[int, dict] | None:
-        row = latest_policy(session)
-        if row is None:
+        """The latest policy version (its rules cached per version)."""
+        version = session.scalar(select(func.max(SlaPolicy.version)))
+        if version is None:
             return None
-        return row.version, row.rules
+        rules = self._policies.get(version)
+        if rules is None:
+            rules = session.scalar(select(SlaPolicy.rules).where(SlaPolicy.version == version))
+            self._policies[version] = rules
+        return version, rules
 
     def sync(self, session: Session, *, instance_id: int, subject: str, opened: Iterable[WorkItem],
              closed: Iterable[WorkItem], facts: Mapping[str, str], now: datetime, actor: str) -> None:
@@ -259,31 +264,30 @@ class SlaKeeper:
         if not closed and not opened:
             return
         calendar = self.calendars.get(session)
-        if closed:
-            ids = [wi.id for wi in closed]
-            clocks = {c.work_item_id: c for c in session.scalars(
-                select(SlaClock).where(SlaClock.work_item_id.in_(ids), SlaClock.state == "running"))}
-            for wi in closed:
-                c = clocks.get(wi.id)
-                if c is None:
-                    continue
-                pause_on = [a.strip() for a in wi.properties.get("sla_pause", "").split(",") if a.strip()]
-                if wi.state == "completed" and wi.action in pause_on:
-                    c.state, c.paused_at, c.next_fire_at = "paused", now, None
-                    continue
-                c.state, c.stopped_at, c.next_fire_at = "stopped", now, None
-                if wi.state == "completed":
-                    c.outcome = "met" if now <= c.due_at else "late"
-                else:
-                    c.outcome = "late" if c.breached_at else "cancelled"
+        # every clock of the instance in one query (a call has a few dozen at most)
+        clocks = list(session.scalars(select(SlaClock).where(SlaClock.instance_id == instance_id)
+                                      .order_by(SlaClock.round)))
+        by_item = {c.work_item_id: c for c in clocks if c.state == "running"}
+        for wi in closed:
+            c = by_item.get(wi.id)
+            if c is None:
+                continue
+            pause_on = [a.strip() for a in wi.properties.get("sla_pause", "").split(",") if a.strip()]
+            if wi.state == "completed" and wi.action in pause_on:
+                c.state, c.paused_at, c.next_fire_at = "paused", now, None
+                continue
+            c.state, c.stopped_at, c.next_fire_at = "stopped", now, None
+            if wi.state == "completed":
+                c.outcome = "met" if now <= c.due_at else "late"
+            else:
+                c.outcome = "late" if c.breached_at else "cancelled"
         if not opened:
             return
-        policy = self.policy(session)
+        latest = {(c.stage, c.unit): c for c in clocks}  # ordered by round: the last one wins
+        policy = None
         for wi in opened:
             stage, unit = wi.properties["sla_stage"], wi.owner_unit or ""
-            previous = session.scalars(select(SlaClock).where(
-                SlaClock.instance_id == instance_id, SlaClock.stage == stage, SlaClock.unit == unit)
-                .order_by(SlaClock.round.desc()).limit(1)).first()
+            previous = latest.get((stage, unit))
             if previous is not None and previous.state == "paused":
                 paused = calendar.elapsed(previous.paused_at, now, _target(previous))
                 previous.paused_seconds += paused.total_seconds()
@@ -296,6 +300,7 @@ class SlaKeeper:
                 previous.work_item_id = wi.id
                 wi.due_at = previous.due_at
                 continue
+            policy = policy or self.policy(session)
             if policy is None:
                 log.warning("no SLA policy deployed: %s %s is not timed", subject, stage)
                 continue
@@ -309,6 +314,7 @@ class SlaKeeper:
                          shift_seconds=0.0, paused_seconds=0.0, extension_days=0, attempts=0)
             _plan(c, calendar)
             session.add(c)
+            latest[(stage, unit)] = c
             wi.due_at = c.due_at
             if c.assumed_calendar:
                 log.warning("%s %s: deadline %s rests on dates beyond the official calendar data",

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from marshmallow import Schema, fields, validate
 from marshmallow import ValidationError as SchemaError
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from engine.audit import audit_trail, record_audit
 from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -128,7 +128,7 @@ def call_of_instance(session: Session, instance_id: int) -> Call:
 
 
 def get_work_item(session: Session, item_id: int) -> WorkItem:
-    item = session.get(WorkItem, item_id)
+    item = session.get(WorkItem, item_id, options=[joinedload(WorkItem.instance)])
     if item is None:
         raise NotFound(f"no work item {item_id}")
     return item
@@ -238,7 +238,9 @@ def _sync_call(ctx: ServiceContext, call: Call, step: StepResult) -> None:
         call.rework_count = max(call.rework_count, int(data.get("rework_count", 0)))
         if data.get("problem_ticket"):
             call.problem_ticket = True
-    children = ctx.session.scalars(select(Call).where(Call.parent_id == call.id, Call.closed_at.is_(None))).all()
+    # only district coordination opens child tickets; skip the query for every other call
+    children = [] if call.level != "district" and not step.ended else ctx.session.scalars(
+        select(Call).where(Call.parent_id == call.id, Call.closed_at.is_(None))).all()
     for child in children:
         mine = [wi.properties.get("status") for wi in items
                 if wi.lane == "department" and wi.owner_unit == child.department_code
