@@ -235,7 +235,12 @@ def ready_human_tasks(workflow) -> list:
 def _rows(workflow, blobs: dict[str, int]) -> dict:
     rows = []
     for task in workflow.tasks.values():
-        text = json.dumps(task.data, separators=(",", ":"), allow_nan=False)
+        # a finished task's data never changes again: keep its JSON on the task (workflows are cached)
+        text = task.__dict__.get("_hy_text")
+        if text is None or not task._state & _FINISHED:
+            text = json.dumps(task.data, separators=(",", ":"), allow_nan=False)
+            if task._state & _FINISHED:
+                task._hy_text = text
         index = blobs.setdefault(text, len(blobs))
         rows.append([str(task.id), str(task._parent) if task._parent else None, [str(c) for c in task._children],
                      task._state, task.task_spec.name, task.triggered, task.last_state_change,
@@ -275,7 +280,11 @@ def _restore_rows(workflow, dct: dict, blob_text: list[str], shared: list) -> No
         task.thread_id = pool
         task.internal_data = internal
         # finished tasks never change again and may share one parsed copy; the others get their own
-        task.data = shared[blob] if state & _FINISHED else json.loads(blob_text[blob])
+        if state & _FINISHED:
+            task.data = shared[blob]
+            task._hy_text = blob_text[blob]
+        else:
+            task.data = json.loads(blob_text[blob])
         task.last_state_change = changed
         tasks[task.id] = task
         if state == TaskState.WAITING and isinstance(task.task_spec, CatchingEvent):
