@@ -58,3 +58,25 @@ def test_the_standalone_scheduler_fires_what_becomes_due(district, db_url):
         sched.terminate()
         sched.wait(timeout=10)
         sched.stdout.close()
+
+
+def test_a_deadline_before_the_next_regular_sweep_gets_a_sweep_of_its_own(district, services):
+    """With the wall clock the scheduler books a one-off sweep at the exact deadline (late by ms, not seconds)."""
+    from datetime import timedelta
+
+    from web.scheduler import _book_next_deadline
+
+    booked = []
+
+    class FakeScheduler:
+        def add_job(self, func, trigger, **kw):
+            booked.append((trigger, kw["run_date"], kw["id"]))
+
+    no = district.file("qingnian.grid", category="road_flooding")
+    warn_at = district.clock_of(no, "triage", "xiagang").warn_at
+    district.clock.set(warn_at - timedelta(seconds=10))
+    _book_next_deadline(FakeScheduler(), lambda: None, services, interval=5)
+    assert booked == []  # more than one interval away: the regular sweep will see it first
+    district.clock.set(warn_at - timedelta(seconds=3))
+    _book_next_deadline(FakeScheduler(), lambda: None, services, interval=5)
+    assert booked == [("date", warn_at, "fire_sla_clock_at_deadline")]

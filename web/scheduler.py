@@ -1,11 +1,30 @@
-"""Wiring the sweeps: BPMN timers and SLA clocks, delivered through the dispatch domain."""
+"""Wiring the sweeps: BPMN timers and SLA clocks, delivered through the dispatch domain.
+
+Besides the regular interval sweep, the SLA sweep looks at the earliest pending
+deadline after every run and, with the wall clock, books a one-off run for that
+exact moment when it falls before the next regular sweep: a breach then fires
+within milliseconds of its deadline instead of up to one interval late.
+"""
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from engine.models import SlaClock
 from engine.scheduler import build_scheduler, fire_due_timers
 from engine.sla import fire_due_clocks
 from workflows.calls import make_sla_deliver
 
 from .bootstrap import Services
+
+log = logging.getLogger(__name__)
+
+
+def next_sla_deadline(services: Services):
+    with services.session_factory() as session:
+        return session.scalar(select(func.min(SlaClock.next_fire_at)))
 
 
 def sweep_jobs(services: Services) -> dict:
@@ -22,7 +41,35 @@ def sweep_once(services: Services) -> dict[str, int]:
 
 
 def start_scheduler(services: Services, *, blocking: bool = False):
-    scheduler = build_scheduler(sweep_jobs(services), services.settings.scheduler_interval_seconds,
-                                blocking=blocking)
+    jobs = sweep_jobs(services)
+    interval = services.settings.scheduler_interval_seconds
+    precise = not getattr(services.clock, "virtual", False)
+    sla_job = jobs["fire_due_sla_clocks"]
+    holder: dict = {}
+
+    def fire_sla_clocks():
+        fired = sla_job()
+        if precise and "scheduler" in holder:
+            _book_next_deadline(holder["scheduler"], fire_sla_clocks, services, interval)
+        return fired
+
+    jobs["fire_due_sla_clocks"] = fire_sla_clocks
+    scheduler = build_scheduler(jobs, interval, blocking=blocking)
+    holder["scheduler"] = scheduler
     scheduler.start()
     return scheduler
+
+
+def _book_next_deadline(scheduler, job, services: Services, interval: float) -> None:
+    """Book a one-off sweep at the next deadline if it comes before the next regular sweep."""
+    try:
+        due = next_sla_deadline(services)
+    except Exception:  # noqa: BLE001 - the regular sweep still runs
+        log.exception("could not read the next SLA deadline")
+        return
+    if due is None:
+        return
+    now = services.clock.now()
+    if due - now < timedelta(seconds=interval):
+        scheduler.add_job(job, "date", run_date=max(due, now), id="fire_sla_clock_at_deadline",
+                          replace_existing=True, misfire_grace_time=60)
