@@ -110,8 +110,13 @@ def deploy_policy(session: Session, document: Mapping, *, at: datetime, actor: s
     row = SlaPolicy(version=version, sha256=digest, rules=policy, deployed_at=at, deployed_by=actor, note=note)
     session.add(row)
     session.flush()
+    global _POLICY_GENERATION
+    _POLICY_GENERATION += 1  # keepers in this process look again at once; others within their ttl
     record_audit(session, at=at, actor=actor, action="sla_policy.deployed", new={"version": version}, detail={"note": note})
     return row
+
+
+_POLICY_GENERATION = 0
 
 
 def latest_policy(session: Session) -> SlaPolicy | None:
@@ -241,13 +246,20 @@ def remaining_time(c: SlaClock, calendar: BusinessCalendar, now: datetime) -> ti
 class SlaKeeper:
     """Keeps the clocks of an instance in step with its work items, inside the caller's transaction."""
 
-    def __init__(self, calendars: CalendarProvider):
+    def __init__(self, calendars: CalendarProvider, ttl: float = 1.0):
         self.calendars = calendars
+        self.ttl = ttl
         self._policies: dict[int, dict] = {}
+        self._latest: tuple[float, int, int | None] | None = None
 
     def policy(self, session: Session) -> tuple[int, dict] | None:
-        """The latest policy version (its rules cached per version)."""
-        version = session.scalar(select(func.max(SlaPolicy.version)))
+        """The latest policy version (checked at most once per ``ttl`` seconds; rules cached per version)."""
+        now = _time.monotonic()
+        if self._latest is not None and now - self._latest[0] < self.ttl and self._latest[1] == _POLICY_GENERATION:
+            version = self._latest[2]
+        else:
+            version = session.scalar(select(func.max(SlaPolicy.version)))
+            self._latest = (now, _POLICY_GENERATION, version)
         if version is None:
             return None
         rules = self._policies.get(version)

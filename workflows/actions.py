@@ -246,6 +246,17 @@ ACTIONS: dict[str, dict[str, Action]] = {
 }
 
 
+_SCHEMAS: dict[type, Schema] = {}
+
+
+def _schema(cls: type[Schema]) -> Schema:
+    """One instance per schema class (building a marshmallow schema is not free; loading is thread-safe)."""
+    schema = _SCHEMAS.get(cls)
+    if schema is None:
+        schema = _SCHEMAS[cls] = cls()
+    return schema
+
+
 def available_actions(item: WorkItem) -> list[str]:
     """Actions the diagram offers on this task that the application knows how to do."""
     offered = [a.strip() for a in (item.properties or {}).get("actions", "").split(",") if a.strip()]
@@ -263,7 +274,7 @@ def resolve_action(item: WorkItem, action: str, data: dict | None) -> tuple[Acti
     if data is not None and not isinstance(data, dict):
         raise ValidationFailed("action data must be a JSON object")
     try:
-        loaded = spec.schema().load(data or {})
+        loaded = _schema(spec.schema).load(data or {})
     except SchemaError as exc:
         messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
         flat = {k: (v if isinstance(v, list) else [str(v)]) for k, v in messages.items()}
