@@ -42,12 +42,18 @@ TEXT = {
 }
 
 
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level)
+    # SpiffWorkflow logs every task state change at INFO: keep it for DEBUG only
+    logging.getLogger("spiff").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
     services = services or build_services(settings)
     app = Flask(__name__)
     app.config["SECRET_KEY"] = services.settings.secret_key
     app.extensions["huying"] = services
-    logging.basicConfig(level=services.settings.log_level)
+    configure_logging(services.settings.log_level)
 
     @app.before_request
     def _open_session():
