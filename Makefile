@@ -30,8 +30,10 @@ lint: install
 	$(VENV)/bin/ruff check engine workflows web config tests bench
 	$(VENV)/bin/lint-imports
 
+## bench: benchmarks (not part of `make test`): ticket lifecycles, then the SLA scheduler (PostgreSQL)
 bench: install
 	$(PY) bench/lifecycle.py
+	$(PY) bench/sla.py
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache
