@@ -72,6 +72,9 @@ def test_a_deadline_before_the_next_regular_sweep_gets_a_sweep_of_its_own(distri
         def add_job(self, func, trigger, **kw):
             booked.append((trigger, kw["run_date"], kw["id"]))
 
+        def get_job(self, job_id):
+            return next((b for b in booked if b[2] == job_id), None)
+
     no = district.file("qingnian.grid", category="road_flooding")
     warn_at = district.clock_of(no, "triage", "xiagang").warn_at
     district.clock.set(warn_at - timedelta(seconds=10))
@@ -79,4 +82,5 @@ def test_a_deadline_before_the_next_regular_sweep_gets_a_sweep_of_its_own(distri
     assert booked == []  # more than one interval away: the regular sweep will see it first
     district.clock.set(warn_at - timedelta(seconds=3))
     _book_next_deadline(FakeScheduler(), lambda: None, services, interval=5)
-    assert booked == [("date", warn_at, "fire_sla_clock_at_deadline")]
+    _book_next_deadline(FakeScheduler(), lambda: None, services, interval=5)  # booked once only
+    assert booked == [("date", warn_at, f"fire_sla_clock_at_deadline:{warn_at.isoformat()}")]

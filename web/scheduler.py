@@ -22,6 +22,9 @@ from .bootstrap import Services
 log = logging.getLogger(__name__)
 
 
+DEADLINE_JOB = "fire_sla_clock_at_deadline"
+
+
 def next_sla_deadline(services: Services):
     with services.session_factory() as session:
         return session.scalar(select(func.min(SlaClock.next_fire_at)))
@@ -71,5 +74,9 @@ def _book_next_deadline(scheduler, job, services: Services, interval: float) -> 
         return
     now = services.clock.now()
     if due - now < timedelta(seconds=interval):
-        scheduler.add_job(job, "date", run_date=max(due, now), id="fire_sla_clock_at_deadline",
-                          replace_existing=True, misfire_grace_time=60)
+        # a fresh id per booking: the booking is made from inside a running sweep, and a job
+        # cannot start while another run of the same job id is still going (max_instances=1)
+        job_id = f"{DEADLINE_JOB}:{due.isoformat()}"
+        if scheduler.get_job(job_id) is None:
+            scheduler.add_job(job, "date", run_date=max(due, now), id=job_id, misfire_grace_time=60,
+                              max_instances=2)
