@@ -170,6 +170,8 @@ class SlaClock(Base):
     assumed_calendar: Mapped[bool] = mapped_column(default=False)  # deadline rests on assumed workdays
     lock_version: Mapped[int] = mapped_column(Integer, default=1)
 
+    work_item: Mapped[WorkItem | None] = relationship()
+
     __mapper_args__ = {"version_id_col": lock_version}
 
 

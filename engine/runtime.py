@@ -86,8 +86,8 @@ _PENDING = "huying.pending_workflows"
 
 @event.listens_for(Session, "after_commit")
 def _publish_committed_workflows(session):
-    for instance_id, (version, workflow) in session.info.pop(_PENDING, {}).items():
-        WORKFLOW_CACHE.put(instance_id, version, workflow)
+    for instance, workflow in session.info.pop(_PENDING, {}).values():
+        WORKFLOW_CACHE.put(instance.id, instance.lock_version, workflow)
 
 
 @event.listens_for(Session, "after_rollback")
@@ -154,7 +154,7 @@ class ProcessRuntime:
         self._run(workflow)
         open_items = self._open_items(instance)
         return self._save(instance, workflow, parsed, open_items=open_items, closed_task=item,
-                          actor=actor, action=action)
+                          actor=actor, action=action, flush=False)
 
     def deliver(self, item: WorkItem, event_name: str, payload: dict | None, *, actor: str) -> StepResult:
         """Deliver ``event_name`` to the boundary events on ``item``'s task (and only there).
@@ -173,7 +173,7 @@ class ProcessRuntime:
         self._run(workflow)
         open_items = self._open_items(instance)
         result = self._save(instance, workflow, parsed, open_items=open_items, closed_task=None, actor=actor,
-                            action=None)
+                            action=None, flush=False)
         result.caught = caught
         return result
 
@@ -227,7 +227,8 @@ class ProcessRuntime:
                               f"'{e.event_definition.code or e.event_definition.name}'" for e in uncaught)
             raise ProcessError(f"the process threw {names} and nothing caught it")
 
-    def _save(self, instance, workflow, parsed, *, open_items, closed_task, actor, action) -> StepResult:
+    def _save(self, instance, workflow, parsed, *, open_items, closed_task, actor, action,
+              flush: bool = True) -> StepResult:
         now = self.clock.now()
         result = StepResult(instance=instance)
         ready = {str(t.id): t for t in ready_human_tasks(workflow)}
@@ -262,14 +263,23 @@ class ProcessRuntime:
             instance.end_event = end.task_spec.bpmn_id if end else None
             result.end_status = (end.task_spec.extensions.get("properties", {}).get("status")
                                  if end is not None else None)
-        key = instance.business_key  # read now: a failed flush expires the instance
+        self.session.info.setdefault(_PENDING, {})[id(instance)] = (instance, workflow)
+        if flush:
+            self.flush()
+        return result
+
+    def flush(self) -> None:
+        """Write everything pending; a lost optimistic lock becomes :class:`StaleInstance`.
+
+        A step leaves its writes pending so the caller's own changes (the call,
+        SLA clocks, the audit event) go out in the same single flush.
+        """
+        keys = [inst.business_key for inst, _wf in self.session.info.get(_PENDING, {}).values()]
         try:
             self.session.flush()
-            self.session.info.setdefault(_PENDING, {})[instance.id] = (instance.lock_version, workflow)
         except StaleDataError:
-            raise StaleInstance(f"{key} was changed by someone else at the same time; "
+            raise StaleInstance(f"{', '.join(keys) or 'the call'} was changed by someone else at the same time; "
                                 "nothing was saved, reload and try again") from None
-        return result
 
     @staticmethod
     def _new_item(instance, workflow, task, now) -> WorkItem:

@@ -304,12 +304,12 @@ class SlaKeeper:
                 paused = calendar.elapsed(previous.paused_at, now, _target(previous))
                 previous.paused_seconds += paused.total_seconds()
                 previous.shift_seconds += paused.total_seconds()
-                previous.state, previous.paused_at, previous.work_item_id = "running", None, wi.id
+                previous.state, previous.paused_at, previous.work_item = "running", None, wi
                 _plan(previous, calendar)
                 wi.due_at = previous.due_at
                 continue
             if previous is not None and previous.state == "running":
-                previous.work_item_id = wi.id
+                previous.work_item = wi
                 wi.due_at = previous.due_at
                 continue
             policy = policy or self.policy(session)
@@ -319,7 +319,7 @@ class SlaKeeper:
             rule = match_rule(policy[1], {**facts, "stage": stage})
             if rule is None:
                 continue
-            c = SlaClock(instance_id=instance_id, subject=subject, stage=stage, unit=unit, work_item_id=wi.id,
+            c = SlaClock(instance_id=instance_id, subject=subject, stage=stage, unit=unit, work_item=wi,
                          round=(previous.round + 1) if previous else 1, state="running",
                          target_kind=rule.target.kind, target_amount=rule.target.amount, warn_ratio=rule.warn_ratio,
                          overdue_working_days=rule.overdue_working_days, policy_version=policy[0], started_at=now,

@@ -170,7 +170,7 @@ def act_on_work_item(ctx: ServiceContext, item_id: int, action: str, data: dict 
                  instance_id=item.instance_id, work_item_id=item.id, old=old,
                  new={"status": call.status, "level": call.level},
                  detail={"task": item.title, "unit": item.owner_unit, **values})
-    ctx.session.flush()
+    runtime.flush()
     return ActionOutcome(call, item, action, step.opened if step else [], step.closed if step else [],
                          step.caught if step else 1)
 
@@ -193,7 +193,7 @@ def deliver_process_event(ctx: ServiceContext, item_id: int, event: str, payload
                      subject=call.number, instance_id=item.instance_id, work_item_id=item.id, old=old,
                      new={"status": call.status, "level": call.level},
                      detail={"task": item.title, "unit": item.owner_unit})
-        ctx.session.flush()
+        ctx.runtime.flush()
     return step.caught
 
 
