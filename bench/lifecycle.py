@@ -14,8 +14,9 @@ Also measures the raw SpiffWorkflow cost of the same lifecycle (no database):
 A without serialization, B with dump_state/load_state around every step.
 
 Run:  python bench/lifecycle.py [--backend sqlite|postgresql|both] [--processes 1,2]
-      [--tickets 200] [--rounds 5] [--warmup 20]
-Results: a table on stdout and bench/results/lifecycle-<backend>.json.
+      [--tickets 20] [--rounds 5] [--warmup 20]      (defaults shown: under 3 minutes on 2 CPUs)
+      python bench/lifecycle.py --tickets 200        (the long run: ~20 minutes)
+Results: a table on stdout and bench/results/lifecycle-<backend>.json.  See bench/README.md.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import queue as queue_module
 import statistics
 import sys
 import tempfile
@@ -108,13 +110,25 @@ def drop_pg() -> None:
 class Recorder:
     """Per-action latency, SQL statements and commits, by action kind."""
 
-    def __init__(self, eng):
+    def __init__(self, eng, cold: bool = False):
         from sqlalchemy import event
+
+        # --cold-cache: forget the runtime's restored workflows before every action, as if each
+        # request landed on a worker process that did not handle the instance's previous step.
+        self.workflow_cache = None
+        if cold:
+            import engine.runtime
+
+            self.workflow_cache = getattr(engine.runtime, "WORKFLOW_CACHE", None)
 
         self.statements = 0
         self.commits = 0
+        self.sql_seconds = 0.0  # time inside cursor.execute (statement round trips)
+        self.commit_seconds = 0.0  # time inside session.commit() (the flush is done by then)
+        self._t0 = 0.0
         self.reset()
         event.listen(eng, "before_cursor_execute", self._on_execute)
+        event.listen(eng, "after_cursor_execute", self._after_execute)
         event.listen(eng, "commit", self._on_commit)
 
     def reset(self):
@@ -123,11 +137,22 @@ class Recorder:
         self.stmts = {k: 0 for k in KINDS}
         self.commit_count = {k: 0 for k in KINDS}
         self.count = {k: 0 for k in KINDS}
+        self.sql_ms = {k: 0.0 for k in KINDS}
+        self.commit_ms = {k: 0.0 for k in KINDS}
         self.retries = 0
         self.retry_errors: list[str] = []
 
     def _on_execute(self, *_args):
         self.statements += 1
+        self._t0 = time.perf_counter()
+
+    def _after_execute(self, *_args):
+        self.sql_seconds += time.perf_counter() - self._t0
+
+    def commit(self, session):
+        t0 = time.perf_counter()
+        session.commit()
+        self.commit_seconds += time.perf_counter() - t0
 
     def _on_commit(self, *_args):
         self.commits += 1
@@ -136,9 +161,11 @@ class Recorder:
         """Run ``fn`` (one request: session, service call, commit); retry on a locked database."""
         from sqlalchemy.exc import OperationalError
 
-        s0, c0 = self.statements, self.commits
+        s0, c0, q0, k0 = self.statements, self.commits, self.sql_seconds, self.commit_seconds
         t0 = time.perf_counter()
         for attempt in range(20):
+            if self.workflow_cache is not None:
+                self.workflow_cache.clear()
             try:
                 result = fn()
                 break
@@ -152,6 +179,8 @@ class Recorder:
         self.latency[kind].append(time.perf_counter() - t0)
         self.stmts[kind] += self.statements - s0
         self.commit_count[kind] += self.commits - c0
+        self.sql_ms[kind] += (self.sql_seconds - q0) * 1e3
+        self.commit_ms[kind] += (self.commit_seconds - k0) * 1e3
         self.count[kind] += 1
         return result
 
@@ -171,7 +200,7 @@ def one_ticket(session_factory, clock, rec: Recorder) -> None:
             # transaction (counted in the "file" figures) instead of my_work().
             items = s.scalars(select(WorkItem).where(WorkItem.instance_id == call.instance_id,
                                                      WorkItem.state == "open")).all()
-            s.commit()
+            rec.commit(s)
             return call.number, [(w.id, w.task_name, w.owner_unit) for w in items]
 
     def act(username, item_id, action, data):
@@ -180,7 +209,7 @@ def one_ticket(session_factory, clock, rec: Recorder) -> None:
                 out = act_on_work_item(ServiceContext(s, clock, get_user(s, username)), item_id, action, data)
                 opened = [(w.id, w.task_name, w.owner_unit) for w in out.opened]
                 status = out.call.status
-                s.commit()
+                rec.commit(s)
                 return opened, status
         return run
 
@@ -204,7 +233,7 @@ def one_ticket(session_factory, clock, rec: Recorder) -> None:
     assert status == "closed" and not opened, (number, status, opened)
 
 
-def worker(wid: int, url: str, tickets: int, rounds: int, warmup: int, barrier, queue) -> None:
+def worker(wid: int, url: str, tickets: int, rounds: int, warmup: int, cold: bool, barrier, queue) -> None:
     try:
         import engine.models  # noqa: F401
         import workflows.models  # noqa: F401
@@ -214,7 +243,7 @@ def worker(wid: int, url: str, tickets: int, rounds: int, warmup: int, barrier, 
         eng = make_engine(url)
         session_factory = make_session_factory(eng)
         clock = VirtualClock()
-        rec = Recorder(eng)
+        rec = Recorder(eng, cold=cold)
         for _ in range(warmup):
             one_ticket(session_factory, clock, rec)
         warm_retries = rec.retries
@@ -229,7 +258,8 @@ def worker(wid: int, url: str, tickets: int, rounds: int, warmup: int, barrier, 
             spans.append((t0, time.monotonic(), time.process_time() - c0))
         eng.dispose()
         queue.put({"wid": wid, "ok": True, "spans": spans, "latency": rec.latency, "stmts": rec.stmts,
-                   "commits": rec.commit_count, "count": rec.count, "retries": rec.retries,
+                   "commits": rec.commit_count, "count": rec.count,
+                   "sql_ms": rec.sql_ms, "commit_ms": rec.commit_ms, "retries": rec.retries,
                    "warmup_retries": warm_retries, "retry_errors": rec.retry_errors})
     except BaseException:  # noqa: BLE001 - report, don't hang the parent
         queue.put({"wid": wid, "ok": False, "error": traceback.format_exc()})
@@ -237,15 +267,25 @@ def worker(wid: int, url: str, tickets: int, rounds: int, warmup: int, barrier, 
             barrier.abort()
 
 
-def run_service(url: str, processes: int, tickets: int, rounds: int, warmup: int) -> dict:
+def run_service(url: str, processes: int, tickets: int, rounds: int, warmup: int, cold: bool = False) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     barrier = ctx.Barrier(processes) if processes > 1 else None
-    procs = [ctx.Process(target=worker, args=(i, url, tickets, rounds, warmup, barrier, queue))
+    procs = [ctx.Process(target=worker, args=(i, url, tickets, rounds, warmup, cold, barrier, queue))
              for i in range(processes)]
     for p in procs:
         p.start()
-    results = [queue.get() for _ in procs]
+    results = []
+    while len(results) < len(procs):
+        try:
+            results.append(queue.get(timeout=5))
+        except queue_module.Empty:
+            dead = [p for p in procs if p.exitcode not in (None, 0)]
+            if dead:
+                for p in procs:
+                    if p.is_alive():
+                        p.terminate()
+                raise RuntimeError(f"a worker died (exit code {dead[0].exitcode}) without reporting") from None
     for p in procs:
         p.join()
     failed = [r for r in results if not r["ok"]]
@@ -272,10 +312,13 @@ def run_service(url: str, processes: int, tickets: int, rounds: int, warmup: int
         by_kind[k] = {"count": count, "p50_ms": pct(lat, 50) * 1e3, "p95_ms": pct(lat, 95) * 1e3,
                       "mean_ms": statistics.fmean(lat) * 1e3,
                       "sql_per_action": sum(r["stmts"][k] for r in results) / count,
-                      "commits_per_action": sum(r["commits"][k] for r in results) / count}
+                      "commits_per_action": sum(r["commits"][k] for r in results) / count,
+                      "sql_ms_per_action": sum(r["sql_ms"][k] for r in results) / count,
+                      "commit_ms_per_action": sum(r["commit_ms"][k] for r in results) / count}
     n_actions = len(lat_all)
     return {
-        "processes": processes, "tickets_per_round_per_process": tickets, "rounds": rounds, "warmup": warmup,
+        "processes": processes, "cold_workflow_cache": cold, "tickets_per_round_per_process": tickets,
+        "rounds": rounds, "warmup": warmup,
         "actions_per_ticket": ACTIONS_PER_TICKET, "per_round": per_round,
         "median_tickets_per_s": statistics.median(r["tickets_per_s"] for r in per_round),
         "median_actions_per_s": statistics.median(r["actions_per_s"] for r in per_round),
@@ -284,6 +327,9 @@ def run_service(url: str, processes: int, tickets: int, rounds: int, warmup: int
                        "p99": pct(lat_all, 99) * 1e3, "max": max(lat_all) * 1e3},
         "sql_per_action": sum(sum(r["stmts"].values()) for r in results) / n_actions,
         "commits_per_action": sum(sum(r["commits"].values()) for r in results) / n_actions,
+        "sql_ms_per_action": sum(sum(r["sql_ms"].values()) for r in results) / n_actions,
+        "commit_ms_per_action": sum(sum(r["commit_ms"].values()) for r in results) / n_actions,
+        "mean_ms_per_action": statistics.fmean(lat_all) * 1e3,
         "by_kind": by_kind,
         "lock_retries": sum(r["retries"] for r in results),
         "warmup_lock_retries": sum(r["warmup_retries"] for r in results),
@@ -304,10 +350,11 @@ def pct(values, p):
 # ---- raw SpiffWorkflow ------------------------------------------------------------------------
 
 def run_raw(tickets: int, rounds: int, warmup: int) -> dict:
+    from SpiffWorkflow.util.task import TaskState
+
     from engine.definitions import parse_bundle, read_files
     from engine.runtime import _lookup
     from engine.spiff import dump_state, load_state
-    from SpiffWorkflow.util.task import TaskState
 
     parsed = parse_bundle(read_files([str(ROOT / "bpmn/call_dispatch.bpmn"),
                                       str(ROOT / "bpmn/routing.dmn")]))["call_dispatch"]
@@ -373,8 +420,8 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    import sqlalchemy
     import SpiffWorkflow
+    import sqlalchemy
 
     info = {"nproc": os.cpu_count(), "cpu": model or platform.processor(), "python": platform.python_version(),
             "platform": platform.platform(), "sqlalchemy": sqlalchemy.__version__,
@@ -388,9 +435,24 @@ def machine() -> dict:
     return info
 
 
+def source_state() -> dict:
+    """The commit measured, and whether engine/, workflows/ or bpmn/ had uncommitted changes."""
+    import subprocess
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    changed = git("status", "--porcelain", "--", "engine", "workflows", "bpmn", "config")
+    return {"commit": git("rev-parse", "HEAD").strip() or None,
+            "uncommitted_changes": [line[3:] for line in changed.splitlines() if line.strip()]}
+
+
 def print_service(backend: str, res: dict) -> None:
     p = res["processes"]
-    print(f"\n== service layer, {backend}, {p} process{'es' if p > 1 else ''} "
+    print(f"\n== service layer, {backend}, {p} process{'es' if p > 1 else ''}"
+          + (", cold workflow cache" if res["cold_workflow_cache"] else "") + " "
           f"({res['tickets_per_round_per_process']} tickets x {res['rounds']} rounds per process, "
           f"{ACTIONS_PER_TICKET} actions/ticket)")
     print(f"  {'round':>5} {'seconds':>8} {'tickets/s':>10} {'actions/s':>10}"
@@ -404,10 +466,16 @@ def print_service(backend: str, res: dict) -> None:
     print(f"  latency ms (all actions): p50 {lat['p50']:.2f}  p95 {lat['p95']:.2f}  p99 {lat['p99']:.2f}  "
           f"max {lat['max']:.1f};  SQL statements/action {res['sql_per_action']:.2f};  "
           f"commits/action {res['commits_per_action']:.2f}")
-    print(f"  {'action':<9} {'count':>6} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8} {'SQL/action':>10} {'commits':>8}")
+    print(f"  mean ms/action {res['mean_ms_per_action']:.2f} = SQL execute {res['sql_ms_per_action']:.2f} + "
+          f"commit {res['commit_ms_per_action']:.2f} + the rest (Python: ORM, SpiffWorkflow, (de)serialization) "
+          f"{res['mean_ms_per_action'] - res['sql_ms_per_action'] - res['commit_ms_per_action']:.2f}")
+    print(f"  {'action':<9} {'count':>6} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8} {'SQL/action':>10} "
+          f"{'commits':>8} {'SQL ms':>7} {'commit ms':>9}")
     for k, v in res["by_kind"].items():
         print(f"  {k:<9} {v['count']:>6} {v['p50_ms']:>8.2f} {v['p95_ms']:>8.2f} {v['mean_ms']:>8.2f} "
-              f"{v['sql_per_action']:>10.1f} {v['commits_per_action']:>8.2f}")
+              f"{v['sql_per_action']:>10.1f} {v['commits_per_action']:>8.2f} {v['sql_ms_per_action']:>7.2f} "
+              f"{v['commit_ms_per_action']:>9.2f}")
+    print("  ('file' includes the benchmark's own SELECT of the opened work item: 1 statement)")
     if res["lock_retries"] or res["warmup_lock_retries"]:
         print(f"  lock retries: {res['lock_retries']} (warm-up {res['warmup_lock_retries']}); "
               f"e.g. {res['retry_errors'][:1]}")
@@ -426,14 +494,17 @@ def main(argv=None) -> int:
     ap.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     ap.add_argument("--processes", default="1,2",
                     help="comma-separated process counts to run (each on a fresh database), e.g. 1 or 2 or 1,2")
-    ap.add_argument("--tickets", type=int, default=30,
-                    help="tickets per round per process (30 keeps the default run under ~3 minutes on 2 CPUs; "
-                         "use 200 for a long run)")
+    ap.add_argument("--tickets", type=int, default=20,
+                    help="tickets per round per process (20 keeps the default run under ~3 minutes on 2 CPUs; "
+                         "use 100 or 200 for a long run)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=20, help="warm-up tickets per process (and per raw variant)")
     ap.add_argument("--raw-tickets", type=int, default=None,
                     help="tickets per round for the raw SpiffWorkflow runs (default: --tickets)")
     ap.add_argument("--no-raw", action="store_true", help="skip the raw SpiffWorkflow runs")
+    ap.add_argument("--cold-cache", action="store_true",
+                    help="clear the runtime's cache of restored workflows before every action (every step then "
+                         "restores the state from the database, as on a worker that did not run the last step)")
     ap.add_argument("--out", default=str(ROOT / "bench/results"), help="directory for the JSON results")
     args = ap.parse_args(argv)
     procs = sorted({int(x) for x in args.processes.split(",") if x.strip()})
@@ -448,8 +519,13 @@ def main(argv=None) -> int:
         backends.remove("postgresql")
 
     info = machine()
+    source = source_state()
     print(f"machine: {info['nproc']} CPUs, {info['cpu']}; Python {info['python']}, "
-          f"SQLAlchemy {info['sqlalchemy']}, SpiffWorkflow {info['spiffworkflow']}")
+          f"SQLAlchemy {info['sqlalchemy']}, SpiffWorkflow {info['spiffworkflow']}; "
+          f"load average {os.getloadavg()[0]:.2f} (anything else running skews the figures)")
+    print(f"source: {(source['commit'] or '?')[:10]}"
+          + (f" + uncommitted changes in {', '.join(source['uncommitted_changes'])}"
+             if source["uncommitted_changes"] else ""))
     started = time.monotonic()
     raw = None
     if not args.no_raw:
@@ -464,7 +540,7 @@ def main(argv=None) -> int:
             try:
                 for p in procs:
                     url = fresh_database(backend, tmp, f"p{p}")
-                    runs[p] = run_service(url, p, args.tickets, args.rounds, args.warmup)
+                    runs[p] = run_service(url, p, args.tickets, args.rounds, args.warmup, args.cold_cache)
                     print_service(backend, runs[p])
             finally:
                 if backend == "postgresql":
@@ -488,11 +564,12 @@ def main(argv=None) -> int:
             if "service_vs_raw" in summary:
                 print(f"  service layer {summary['service_ms_per_ticket_1_process']:.1f} ms/ticket = "
                       + ", ".join(f"{v:.1f}x raw {k.split('_', 1)[0]}" for k, v in summary["service_vs_raw"].items()))
-            result = {"benchmark": "lifecycle", "backend": backend, "machine": info,
+            result = {"benchmark": "lifecycle", "backend": backend, "machine": info, "source": source,
+                      "loadavg_at_end": os.getloadavg(),
                       "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                       "args": vars(args), "actions_per_ticket": ACTIONS_PER_TICKET,
                       "summary": summary, "service": {str(p): r for p, r in runs.items()}, "raw_spiff": raw}
-            path = out_dir / f"lifecycle-{backend}.json"
+            path = out_dir / f"lifecycle-{backend}{'-cold' if args.cold_cache else ''}.json"
             path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
             print(f"  -> {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     print(f"\ntotal {time.monotonic() - started:.0f} s")

@@ -19,8 +19,9 @@ class ProcessDefinition(Base):
     process_id: Mapped[str] = mapped_column(String(100), index=True)
     version: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
-    files: Mapped[dict] = mapped_column(JSON)  # {file name: XML text}
-    spec_json: Mapped[str] = mapped_column(Text)  # serialized process + subprocess specs
+    # large and needed only when the spec cache is cold: loaded on first access, not with every instance
+    files: Mapped[dict] = mapped_column(JSON, deferred=True)  # {file name: XML text}
+    spec_json: Mapped[str] = mapped_column(Text, deferred=True)  # serialized process + subprocess specs
     deployed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     deployed_by: Mapped[str] = mapped_column(String(100))
     note: Mapped[str] = mapped_column(String(500), default="")

@@ -97,7 +97,7 @@ class Call(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    reporter: Mapped[User] = relationship(lazy="joined")
-    category: Mapped[Category] = relationship(lazy="joined")
+    reporter: Mapped[User] = relationship()
+    category: Mapped[Category] = relationship()
     parent: Mapped[Call | None] = relationship(remote_side=[id], foreign_keys=[parent_id])
     merged_into: Mapped[Call | None] = relationship(remote_side=[id], foreign_keys=[merged_into_id])
