@@ -251,21 +251,30 @@ def ready_human_tasks(workflow) -> list:
 
 def _rows(workflow, blobs: dict[str, int]) -> dict:
     rows = []
-    for task in workflow.tasks.values():
+    tasks = workflow.tasks
+    # str(UUID) is not free and a task's id never changes: keep the text on the task
+    names = {tid: t.__dict__.get("_hy_id") or _name(t) for tid, t in tasks.items()}
+    for task in tasks.values():
         # a finished task's data never changes again: keep its JSON on the task (workflows are cached)
         text = task.__dict__.get("_hy_text")
         if text is None or not task._state & _FINISHED:
-            text = json.dumps(task.data, separators=(",", ":"), allow_nan=False)
+            text = json.dumps(task.data, separators=(",", ":"), allow_nan=False) if task.data else "{}"
             if task._state & _FINISHED:
                 task._hy_text = text
         index = blobs.setdefault(text, len(blobs))
-        rows.append([str(task.id), str(task._parent) if task._parent else None, [str(c) for c in task._children],
-                     task._state, task.task_spec.name, task.triggered, task.last_state_change,
-                     task.internal_data, index])
+        parent = task._parent
+        rows.append([names[task.id], (names.get(parent) or str(parent)) if parent else None,
+                     [names.get(c) or str(c) for c in task._children], task._state, task.task_spec.name,
+                     task.triggered, task.last_state_change, task.internal_data, index])
     return {"data": workflow.data, "correlations": workflow.correlations,
             "last_task": str(workflow.last_task.id) if workflow.last_task is not None else None,
             "success": workflow.success, "completed": workflow.completed, "root": str(workflow.task_tree.id),
             "tasks": rows}
+
+
+def _name(task) -> str:
+    task._hy_id = text = str(task.id)
+    return text
 
 
 def _dump_fast(workflow) -> bytes:
@@ -288,6 +297,7 @@ def _restore_rows(workflow, dct: dict, blob_text: list[str], shared: list) -> No
     for tid, parent, children, state, spec_name, triggered, changed, internal, blob in dct["tasks"]:
         task = Task.__new__(Task)
         task.id = UUID(tid)
+        task._hy_id = tid
         task.workflow = workflow
         task._parent = UUID(parent) if parent else None
         task._children = [UUID(c) for c in children]
