@@ -134,7 +134,7 @@ class SlaClock(Base):
 
     __tablename__ = "engine_sla_clock"
     __table_args__ = (
-        Index("ix_engine_sla_clock_next_fire", "next_fire_at"),
+        Index("ix_engine_sla_clock_next_fire", "next_fire_at", "id"),  # the sweep: ORDER BY both, LIMIT 1
         Index("ix_engine_sla_clock_owner", "instance_id", "stage", "unit", "state"),
         Index("ix_engine_sla_clock_unit_due", "unit", "due_at"),
     )
