@@ -152,7 +152,7 @@ def machine() -> dict:
         pass
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "engine", "workflows", "web", "config",
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "engine", "workflows", "web", "config", "migrations",
                                 "bpmn"], cwd=ROOT, capture_output=True, text=True)
         info["git_head"] = head.stdout.strip()
         info["git_dirty"] = [ln[3:] for ln in dirty.stdout.splitlines()]
@@ -165,6 +165,16 @@ def machine_line(m: dict) -> str:
     return (f"machine: {m['nproc']} CPUs, {m['cpu_model']}; PostgreSQL {m.get('postgresql')}; "
             f"Python {m['python']}; load avg {', '.join(f'{x:.2f}' for x in m['loadavg'])}; "
             f"git {m.get('git_head', '?')}{' + local changes in ' + ', '.join(m['git_dirty']) if m.get('git_dirty') else ''}")
+
+
+def cpu_times() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    try:
+        fields = [float(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except OSError:
+        return 0.0, 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+    return sum(fields) - idle, sum(fields)
 
 
 class SqlCounter:
@@ -567,34 +577,67 @@ def fire_check(services, calls: int) -> dict:
             "exactly_once": ok}
 
 
+def capture_claim(engine, clock) -> tuple[str, object]:
+    """The claim statement fire_due_clocks really sends, captured in a transaction that is rolled back."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    from engine.sla import fire_due_clocks
+
+    captured = []
+
+    def before(_conn, _cursor, statement, parameters, _context, _many):
+        if not captured and "FROM engine_sla_clock" in statement and "FOR UPDATE" in statement:
+            captured.append((statement, parameters))
+
+    conn = engine.connect()
+    outer = conn.begin()
+    event.listen(conn, "before_cursor_execute", before)
+    try:
+        def factory():
+            return Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False,
+                           autoflush=False)
+        fire_due_clocks(factory, clock, lambda _s, _c, _signal: 0, limit=1)
+    finally:
+        outer.rollback()
+        conn.close()
+    if not captured:
+        raise RuntimeError("fire_due_clocks sent no claim query on engine_sla_clock ... FOR UPDATE")
+    return captured[0]
+
+
 def per_event_probes(services, fire_at: datetime, n: int = 200) -> dict:
     """Pieces of one event's cost, measured on the snapshot with every clock due (nothing is changed).
 
-    * the claim query (EXPLAIN ANALYZE) as it is, and with a temporary (next_fire_at, id) index;
-    * workflows.calls.get_work_item as it is (its instance is loaded with the definition, files and
-      spec_json included) and with those two columns deferred;
-    * one StoredVirtualClock.now() (a session and a query; the delivery path calls it several times);
+    * the claim query fire_due_clocks sends (EXPLAIN ANALYZE), and, when the schema's index on
+      next_fire_at does not also cover id, the same with a temporary (next_fire_at, id) index;
+    * workflows.calls.get_work_item; if its query also fetches the definition's files and spec_json,
+      the same with those two columns deferred;
+    * one StoredVirtualClock.now() (a session and a query; the delivery path calls clock.now() several times);
     * opening a session and running one query, with and without pool_pre_ping.
     """
-    from sqlalchemy import func, select, text
+    from sqlalchemy import event, func, select, text
     from sqlalchemy.orm import defer, joinedload
 
-    from engine.clock import StoredVirtualClock
+    from engine.clock import StoredVirtualClock, VirtualClock
     from engine.db import make_engine, make_session_factory
     from engine.models import ProcessDefinition, ProcessInstance, SlaClock, WorkItem
     from workflows.calls import get_work_item
 
-    q = (select(SlaClock).where(SlaClock.next_fire_at <= fire_at)
-         .order_by(SlaClock.next_fire_at, SlaClock.id).limit(1).with_for_update(skip_locked=True))
-    compiled = q.compile(dialect=services.engine.dialect)
-    plan = explain(services.session_factory, str(compiled), dict(compiled.params))
-    with services.engine.begin() as conn:
-        conn.execute(text("CREATE INDEX bench_tmp_next_fire_id ON engine_sla_clock (next_fire_at, id)"))
-    try:
-        plan_composite = explain(services.session_factory, str(compiled), dict(compiled.params))
-    finally:
+    statement, params = capture_claim(services.engine, VirtualClock(fire_at))
+    plan = explain(services.session_factory, statement, params)
+    with services.engine.connect() as conn:
+        indexdef = conn.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = "
+                                     "'ix_engine_sla_clock_next_fire'")).scalar() or ""
+    plan_composite = None
+    if "next_fire_at, id" not in indexdef:
         with services.engine.begin() as conn:
-            conn.execute(text("DROP INDEX bench_tmp_next_fire_id"))
+            conn.execute(text("CREATE INDEX bench_tmp_next_fire_id ON engine_sla_clock (next_fire_at, id)"))
+        try:
+            plan_composite = explain(services.session_factory, statement, params)
+        finally:
+            with services.engine.begin() as conn:
+                conn.execute(text("DROP INDEX bench_tmp_next_fire_id"))
     with services.session_factory() as session:
         ids = list(session.scalars(select(WorkItem.id).where(WorkItem.state == "open").limit(n)))
         due = session.scalar(select(func.count()).select_from(SlaClock).where(SlaClock.next_fire_at <= fire_at))
@@ -607,9 +650,19 @@ def per_event_probes(services, fire_at: datetime, n: int = 200) -> dict:
             out.append((time.perf_counter() - t) * 1000)
         return statistics.median(out)
 
+    seen = []
+
+    def spy(_conn, _cursor, statement, *_rest):
+        seen.append(statement)
+
     def as_is(item_id):
         with services.session_factory() as session:
             get_work_item(session, item_id)
+
+    event.listen(services.engine, "before_cursor_execute", spy)
+    as_is(ids[0])
+    event.remove(services.engine, "before_cursor_execute", spy)
+    loads_blobs = any("spec_json" in st for st in seen)
 
     def deferred(item_id):
         with services.session_factory() as session:
@@ -627,18 +680,19 @@ def per_event_probes(services, fire_at: datetime, n: int = 200) -> dict:
 
     no_ping = make_engine(PG_URL, pool_pre_ping=False)
     no_ping_factory = make_session_factory(no_ping)
-    for fn in (as_is, deferred, one_query(services.session_factory), one_query(no_ping_factory)):
+    for fn in (deferred, one_query(services.session_factory), one_query(no_ping_factory)):
         fn(ids[0])
     with services.engine.connect() as conn:
         size = conn.execute(text("SELECT length(spec_json) + length(files::text) FROM engine_process_definition "
                                  "ORDER BY id DESC LIMIT 1")).scalar()
     out = {
-        "clocks_due": due,
+        "clocks_due": due, "claim_query": statement, "next_fire_index": indexdef,
         "claim_plan": plan, "claim_plan_summary": claim_plan_summary(plan),
         "claim_plan_with_next_fire_id_index": plan_composite,
-        "claim_plan_with_next_fire_id_index_summary": claim_plan_summary(plan_composite),
+        "claim_plan_with_next_fire_id_index_summary": claim_plan_summary(plan_composite) if plan_composite else None,
         "get_work_item_ms": median_ms(as_is),
-        "get_work_item_definition_blobs_deferred_ms": median_ms(deferred),
+        "get_work_item_loads_definition_blobs": loads_blobs,
+        "get_work_item_definition_blobs_deferred_ms": median_ms(deferred) if loads_blobs else None,
         "definition_blob_chars": size,
         "stored_virtual_clock_now_ms": median_ms(lambda _i: stored.now()),
         "session_query_ms": median_ms(one_query(services.session_factory)),
@@ -685,12 +739,15 @@ def part_fire(args) -> dict:
         if probes is None:  # before the first sweep: what one event costs, piece by piece
             probes = per_event_probes(services, fire_at)
         log(f"  sweeping {2 * args.calls:,} due events (warning + breach) with {nproc} scheduler process(es)")
+        head_before = machine().get("git_head")
         barrier = ctx.Barrier(nproc)
         q = ctx.Queue()
         procs = [ctx.Process(target=_sweeper, args=(w, PG_URL, args.fire_clock, barrier, q)) for w in range(nproc)]
         for p in procs:
             p.start()
+        cpu0 = cpu_times()
         out = _collect(procs, q, nproc)
+        cpu1 = cpu_times()
         wall = max(o["end"] for o in out) - min(o["start"] for o in out)
         fired = sum(o["fired"] for o in out)
         check = fire_check(services, args.calls)
@@ -708,6 +765,10 @@ def part_fire(args) -> dict:
             "sql_ms_per_event": 1000 * sum(o["sql_s"] for o in out) / fired if fired else None,
             "cpu_ms_per_event": 1000 * sum(o["cpu_s"] for o in out) / fired if fired else None,
             "events_per_s_by_decile": deciles,
+            "machine_cpu_busy": (cpu1[0] - cpu0[0]) / (cpu1[1] - cpu0[1]) if cpu1[1] > cpu0[1] else None,
+            "git_head": head_before if head_before == machine().get("git_head") else
+            f"{head_before} -> {machine().get('git_head')} (CHANGED DURING THE RUN)",
+            "loadavg_after": os.getloadavg(),
             "check": check,
         }
         log(f"    {fired:,} events in {wall:.1f} s = {fired / wall:.0f} events/s, "
@@ -738,23 +799,39 @@ def print_fire(r: dict) -> None:
               f"{fmt(run['cpu_ms_per_event'], 2):>11}{fmt(run['statements_per_event'], 1):>8}"
               f"{fmt(run['sql_ms_per_event'], 2):>11}  {'yes' if run['check']['exactly_once'] else 'NO'}"
               f" (per process: {', '.join(str(o['fired']) for o in run['per_process'])})")
+    for n, run in sorted(r["runs"].items()):
+        print(f"events/s by tenth of the events, {n} process(es): "
+              + " ".join(f"{x:.0f}" for x in run["events_per_s_by_decile"])
+              + f"   (machine CPU busy {100 * (run.get('machine_cpu_busy') or 0):.0f} %; git {run.get('git_head', '?')})")
+    print(f"scheduler clock: {r['fire_clock']} ("
+          + ("the shared virtual clock in the database, one query per clock.now()" if r["fire_clock"] == "stored"
+             else "read once into memory: reading the time is free, as with the wall clock") + ")")
     p = r["probes"]
+    ps = p["claim_plan_summary"]
     print(f"pieces of one event (warm, medians of 200, before the sweep, {p['clocks_due']:,} clocks due):")
-    print(f"  claim query (EXPLAIN ANALYZE) as is: {p['claim_plan_summary']['execution_ms']} ms"
-          f"{' (Seq Scan' if p['claim_plan_summary']['seq_scan'] else ' ('}"
-          f" + Sort of every due clock on next_fire_at, id); with a (next_fire_at, id) index: "
-          f"{p['claim_plan_with_next_fire_id_index_summary']['execution_ms']} ms")
-    print(f"  get_work_item() as is: {p['get_work_item_ms']:.2f} ms (loads the definition row, "
-          f"{p['definition_blob_chars'] / 1000:.0f} kB of files + spec_json); with those deferred: "
-          f"{p['get_work_item_definition_blobs_deferred_ms']:.2f} ms")
+    shape = ("Seq Scan + Sort of every due clock" if ps["seq_scan"] and not ps["incremental_sort"]
+             else "Incremental Sort" if ps["incremental_sort"]
+             else "index scan, no sort" if "Sort" not in "\n".join(p["claim_plan"]) else "index scan + Sort")
+    line = f"  claim query (EXPLAIN ANALYZE) with {p['next_fire_index'] or 'no next_fire index'}: {ps['execution_ms']} ms ({shape})"
+    if p["claim_plan_with_next_fire_id_index_summary"]:
+        line += (f"; with a (next_fire_at, id) index: "
+                 f"{p['claim_plan_with_next_fire_id_index_summary']['execution_ms']} ms")
+    print(line)
+    if p["get_work_item_loads_definition_blobs"]:
+        print(f"  get_work_item(): {p['get_work_item_ms']:.2f} ms (its query also fetches the definition's files + "
+              f"spec_json, {p['definition_blob_chars'] / 1000:.0f} kB); with those deferred: "
+              f"{p['get_work_item_definition_blobs_deferred_ms']:.2f} ms")
+    else:
+        print(f"  get_work_item(): {p['get_work_item_ms']:.2f} ms (the definition's files + spec_json are not fetched)")
     print(f"  StoredVirtualClock.now(): {p['stored_virtual_clock_now_ms']:.2f} ms; a session + one query: "
           f"{p['session_query_ms']:.2f} ms ({p['session_query_no_pre_ping_ms']:.2f} ms without pool_pre_ping)")
-    print("  claim plan as is:")
+    print("  claim plan:")
     for line in p["claim_plan"]:
         print("    " + line)
-    print("  claim plan with a (next_fire_at, id) index:")
-    for line in p["claim_plan_with_next_fire_id_index"]:
-        print("    " + line)
+    if p["claim_plan_with_next_fire_id_index"]:
+        print("  claim plan with a (next_fire_at, id) index:")
+        for line in p["claim_plan_with_next_fire_id_index"]:
+            print("    " + line)
     print(f"target >= 300 breaches/s with 2 processes: {'MET' if r['target_met'] else 'NOT MET'}")
 
 
