@@ -1063,7 +1063,7 @@ def main(argv=None) -> int:
             r["machine"] = m
             r["args"] = {k: v for k, v in vars(args).items()}
             results[part] = r
-            path = write_json(part, r)
+            path = write_json(part if part != "fire" or args.fire_clock == "stored" else f"fire-{args.fire_clock}", r)
             {"empty-sweep": print_empty_sweep, "fire": print_fire, "lateness": print_lateness}[part](r)
             print(f"({part}: {r['part_seconds']:.0f} s; {path.relative_to(ROOT)})", flush=True)
     finally:
