@@ -5,19 +5,25 @@ no other database is touched):
 
   empty-sweep  1,000,000 open work items and running SLA clocks (loaded with set-based SQL),
                nothing due: the time of one ``engine.sla.fire_due_clocks`` call (median of 50)
-               and the EXPLAIN (ANALYZE) plan of its claim query.             target <= 10 ms
+               and the EXPLAIN (ANALYZE) plan of its claim query.                     target <= 10 ms
   fire         10,000 calls filed through the service layer (road_flooding by qingnian.grid:
                a street_triage item with a triage clock); the virtual clock is moved past
-               every warning and breach, then the sweep runs in 1 and in 2 processes (each
-               from the same snapshot).  events/s, breaches/s, exactly-once. target >= 300 breaches/s (2 proc)
+               every warning and breach, then the production SLA job runs in 1 and in 2
+               scheduler processes (each from the same snapshot): events/s, breaches/s,
+               exactly-once, and the pieces of one event.               target >= 300 breaches/s (2 proc)
   lateness     wall clock: ``huying scheduler`` (default 5 s interval) while another process
                files calls at a steady rate with a tiny wall-clock triage target; lateness =
-               engine_sla_event.recorded_at - scheduled_for.               target p99 <= 2 s
+               engine_sla_event.recorded_at - scheduled_for.                         target p99 <= 2 s
 
-Run:  python bench/sla.py                       (= --part all, the issue's sizes; ~15 min on 2 CPUs)
+and one extra check, not part of "all": booking-spin (does ``huying scheduler`` spin while a due
+clock's row is held by another transaction?).
+
+Run:  python bench/sla.py                        (= --part all at the issue's sizes; ~18 min on 2 CPUs)
+      python bench/sla.py --quick                (--calls 2000, lateness with the default scheduler only)
       python bench/sla.py --part empty-sweep --rows 100000
-      python bench/sla.py --part fire --calls 2000 --filers 2
-      python bench/sla.py --part lateness --lateness-modes default,interval1
+      python bench/sla.py --part fire --calls 2000 --fire-clock memory
+      python bench/sla.py --part lateness --lateness-modes default,interval1,interval-only5,interval-only1
+      python bench/sla.py --part booking-spin
 Results: a table on stdout and bench/results/sla-<part>.json.  See bench/SLA.md.
 """
 from __future__ import annotations
@@ -137,7 +143,7 @@ def machine() -> dict:
         with psycopg.connect(PG_ADMIN_URL) as conn:
             info["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]
             info["pg_settings"] = dict(conn.execute(
-                "SELECT name, setting || COALESCE(unit, '') FROM pg_settings WHERE name = ANY(%s)",
+                "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s)",
                 (["shared_buffers", "work_mem", "synchronous_commit", "fsync", "autovacuum", "jit",
                   "max_connections", "random_page_cost"],)).fetchall())
     except Exception as exc:  # noqa: BLE001
@@ -150,21 +156,31 @@ def machine() -> dict:
         info["psycopg"] = version("psycopg")
     except Exception:  # noqa: BLE001
         pass
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "engine", "workflows", "web", "config", "migrations",
-                                "bpmn"], cwd=ROOT, capture_output=True, text=True)
-        info["git_head"] = head.stdout.strip()
-        info["git_dirty"] = [ln[3:] for ln in dirty.stdout.splitlines()]
-    except OSError:
-        pass
+    info.update(code_version())
     return info
+
+
+CODE_DIRS = ("engine", "workflows", "web", "config", "migrations", "bpmn")
+
+
+def code_version() -> dict:
+    """The git commit, the last commit that touched the measured code, and its uncommitted changes."""
+    def git(*argv):
+        return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    try:
+        return {"git_head": git("rev-parse", "--short", "HEAD"),
+                "git_code_commit": git("log", "-1", "--format=%h", "--", *CODE_DIRS),
+                "git_dirty": [ln[3:] for ln in git("status", "--porcelain", "--", *CODE_DIRS).splitlines()]}
+    except OSError:
+        return {}
 
 
 def machine_line(m: dict) -> str:
     return (f"machine: {m['nproc']} CPUs, {m['cpu_model']}; PostgreSQL {m.get('postgresql')}; "
             f"Python {m['python']}; load avg {', '.join(f'{x:.2f}' for x in m['loadavg'])}; "
-            f"git {m.get('git_head', '?')}{' + local changes in ' + ', '.join(m['git_dirty']) if m.get('git_dirty') else ''}")
+            f"git {m.get('git_head', '?')} (code: {m.get('git_code_commit', '?')})"
+            f"{' + local changes in ' + ', '.join(m['git_dirty']) if m.get('git_dirty') else ''}")
 
 
 def cpu_times() -> tuple[float, float]:
@@ -739,7 +755,7 @@ def part_fire(args) -> dict:
         if probes is None:  # before the first sweep: what one event costs, piece by piece
             probes = per_event_probes(services, fire_at)
         log(f"  sweeping {2 * args.calls:,} due events (warning + breach) with {nproc} scheduler process(es)")
-        head_before = machine().get("git_head")
+        code_before = code_version()
         barrier = ctx.Barrier(nproc)
         q = ctx.Queue()
         procs = [ctx.Process(target=_sweeper, args=(w, PG_URL, args.fire_clock, barrier, q)) for w in range(nproc)]
@@ -766,8 +782,8 @@ def part_fire(args) -> dict:
             "cpu_ms_per_event": 1000 * sum(o["cpu_s"] for o in out) / fired if fired else None,
             "events_per_s_by_decile": deciles,
             "machine_cpu_busy": (cpu1[0] - cpu0[0]) / (cpu1[1] - cpu0[1]) if cpu1[1] > cpu0[1] else None,
-            "git_head": head_before if head_before == machine().get("git_head") else
-            f"{head_before} -> {machine().get('git_head')} (CHANGED DURING THE RUN)",
+            "code_version": code_before,
+            "code_changed_during_run": code_before != code_version(),
             "loadavg_after": os.getloadavg(),
             "check": check,
         }
@@ -802,7 +818,10 @@ def print_fire(r: dict) -> None:
     for n, run in sorted(r["runs"].items()):
         print(f"events/s by tenth of the events, {n} process(es): "
               + " ".join(f"{x:.0f}" for x in run["events_per_s_by_decile"])
-              + f"   (machine CPU busy {100 * (run.get('machine_cpu_busy') or 0):.0f} %; git {run.get('git_head', '?')})")
+              + f"   (machine CPU busy {100 * (run.get('machine_cpu_busy') or 0):.0f} %; code "
+              + f"{run['code_version'].get('git_code_commit', '?')}"
+              + (" + local changes" if run["code_version"].get("git_dirty") else "")
+              + (", CODE CHANGED DURING THE RUN" if run["code_changed_during_run"] else "") + ")")
     print(f"scheduler clock: {r['fire_clock']} ("
           + ("the shared virtual clock in the database, one query per clock.now()" if r["fire_clock"] == "stored"
              else "read once into memory: reading the time is free, as with the wall clock") + ")")
@@ -1010,11 +1029,93 @@ def print_lateness(r: dict) -> None:
           f"{'—' if met is None else 'MET' if met else 'NOT MET'}")
 
 
+# ---- extra: does the deadline booking spin while a due clock cannot be claimed? ---------------------------
+
+def _proc_cpu_seconds(pid: int) -> float:
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def part_booking_spin(args) -> dict:
+    """One due clock whose row another transaction holds (as a second scheduler does while it delivers).
+
+    ``huying scheduler`` (wall clock, default interval) cannot claim it (SKIP LOCKED); after each sweep
+    it books a one-off sweep at min(next_fire_at), which is in the past.  Measured: transactions/s on the
+    database and the scheduler's CPU while the row is held, then after it is released.
+    """
+    import psycopg
+    from sqlalchemy import text
+
+    from engine.clock import WallClock
+    from workflows.calls import file_call
+    from workflows.context import ServiceContext
+    from workflows.org import get_user
+
+    log(f"booking-spin: fresh database {PG_DB}; one call, its clock made due, the row held by another "
+        f"transaction for {args.spin_seconds:g} s while `huying scheduler` runs (wall clock, default interval)")
+    clock = WallClock()
+    services = fresh_database(at=clock.now())
+    with services.session_factory() as session:
+        file_call(ServiceContext(session, clock, get_user(session, FILER), sla=services.sla), dict(FILE_DATA))
+        session.commit()
+    with services.engine.begin() as conn:
+        clock_id = conn.execute(text("UPDATE engine_sla_clock SET next_fire_at = now() - interval '1 second' "
+                                     "RETURNING id")).scalar()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUYING_")}
+    env.update({"HUYING_DATABASE_URL": PG_URL, "HUYING_CLOCK": "wall", "HUYING_LOG_LEVEL": "WARNING"})
+    plain = PG_URL.replace("+psycopg", "")
+
+    def xacts(conn):
+        return conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s",
+                            (PG_DB,)).fetchone()[0]
+
+    def rate(stat, pid, seconds):
+        x0, c0, t0 = xacts(stat), _proc_cpu_seconds(pid), time.monotonic()
+        time.sleep(seconds)
+        x1, c1, t1 = xacts(stat), _proc_cpu_seconds(pid), time.monotonic()
+        return {"transactions_per_s": (x1 - x0) / (t1 - t0), "scheduler_cpu": (c1 - c0) / (t1 - t0)}
+
+    with psycopg.connect(plain, autocommit=True) as stat, psycopg.connect(plain) as holder:
+        holder.execute("SELECT id FROM engine_sla_clock WHERE id = %s FOR UPDATE", (clock_id,))
+        sched = subprocess.Popen([str(HUYING), "scheduler"], env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.STDOUT)
+        try:
+            time.sleep(8)  # the first regular sweep comes after 5 s
+            held = rate(stat, sched.pid, args.spin_seconds)
+            holder.rollback()
+            time.sleep(6)
+            released = rate(stat, sched.pid, args.spin_seconds)
+        finally:
+            sched.terminate()
+            try:
+                sched.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                sched.kill()
+                sched.wait()
+    services.engine.dispose()
+    if not args.keep:
+        drop_database()
+    return {"seconds": args.spin_seconds, "row_held": held, "row_released": released,
+            "spins": held["transactions_per_s"] > 20 * max(released["transactions_per_s"], 1)}
+
+
+def print_booking_spin(r: dict) -> None:
+    print()
+    print("== extra: the deadline booking while a due clock's row is held by another transaction ==")
+    for k in ("row_held", "row_released"):
+        x = r[k]
+        print(f"{k.replace('_', ' '):<14} {x['transactions_per_s']:8.0f} transactions/s on the database, "
+              f"`huying scheduler` CPU {100 * x['scheduler_cpu']:.0f} %")
+    print("the scheduler spins (re-books a sweep at a deadline that is already past, over and over): "
+          + ("YES" if r["spins"] else "no"))
+
+
 # ---- main ------------------------------------------------------------------------------------------------
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=("empty-sweep", "fire", "lateness", "all"), default="all")
+    ap.add_argument("--part", choices=("empty-sweep", "fire", "lateness", "booking-spin", "all"), default="all",
+                    help="all = empty-sweep, fire, lateness (booking-spin is an extra check, ~45 s)")
     g = ap.add_argument_group("empty-sweep")
     g.add_argument("--rows", type=int, default=1_000_000, help="open work items and running clocks (1,000,000)")
     g.add_argument("--instances", type=int, default=300, help="placeholder process instances they share (300)")
@@ -1038,6 +1139,7 @@ def main(argv=None) -> int:
     g.add_argument("--duration", type=float, default=60.0, help="seconds of filing (60)")
     g.add_argument("--target-seconds", type=float, default=36.0,
                    help="wall-clock triage target in seconds (36 = 0.01 h, the policy schema's minimum)")
+    ap.add_argument("--spin-seconds", type=float, default=15.0, help="booking-spin: seconds measured each way (15)")
     ap.add_argument("--quick", action="store_true",
                     help="smaller fire part (--calls 2000) and only the default scheduler for lateness: ~6 min")
     ap.add_argument("--keep", action="store_true", help=f"leave {PG_DB} in place at the end (for inspection)")
@@ -1058,13 +1160,15 @@ def main(argv=None) -> int:
             m = machine()
             print(machine_line(m), flush=True)
             t = time.monotonic()
-            r = {"empty-sweep": part_empty_sweep, "fire": part_fire, "lateness": part_lateness}[part](args)
+            r = {"empty-sweep": part_empty_sweep, "fire": part_fire, "lateness": part_lateness,
+                 "booking-spin": part_booking_spin}[part](args)
             r["part_seconds"] = time.monotonic() - t
             r["machine"] = m
             r["args"] = {k: v for k, v in vars(args).items()}
             results[part] = r
             path = write_json(part if part != "fire" or args.fire_clock == "stored" else f"fire-{args.fire_clock}", r)
-            {"empty-sweep": print_empty_sweep, "fire": print_fire, "lateness": print_lateness}[part](r)
+            {"empty-sweep": print_empty_sweep, "fire": print_fire, "lateness": print_lateness,
+             "booking-spin": print_booking_spin}[part](r)
             print(f"({part}: {r['part_seconds']:.0f} s; {path.relative_to(ROOT)})", flush=True)
     finally:
         if not args.keep:

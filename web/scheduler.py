@@ -78,5 +78,8 @@ def _book_next_deadline(scheduler, job, services: Services, interval: float) -> 
         # cannot start while another run of the same job id is still going (max_instances=1)
         job_id = f"{DEADLINE_JOB}:{due.isoformat()}"
         if scheduler.get_job(job_id) is None:
-            scheduler.add_job(job, "date", run_date=max(due, now), id=job_id, misfire_grace_time=60,
+            # never sooner than 0.5 s: a due clock whose row another transaction holds would
+            # otherwise be re-booked "now" after every sweep, spinning the scheduler
+            scheduler.add_job(job, "date", run_date=max(due, now + timedelta(seconds=0.5)), id=job_id,
+                              misfire_grace_time=60,
                               max_instances=2)
