@@ -39,6 +39,14 @@ class Settings:
     office_hours: str = ""  # e.g. "09:00-12:00,14:00-18:00"; empty: the calendar file's, else that default
     scheduler_interval_seconds: float = 5.0
     log_level: str = "INFO"
+    # HTTP API
+    attachment_dir: str = str(DEFAULT_INSTANCE_DIR / "attachments")  # photos and evidence, outside the database
+    max_upload_mb: float = 10.0  # per file
+    token_ttl_hours: float = 12.0  # sign-in tokens expire
+    ratelimit_storage: str = "memory://"  # flask-limiter storage; e.g. redis://127.0.0.1:6379 across workers
+    ratelimit_signin: str = "10 per minute"
+    ratelimit_filing: str = "60 per minute"
+    ratelimit_enabled: str = "true"
 
     @property
     def is_sqlite(self) -> bool:
@@ -46,7 +54,7 @@ class Settings:
 
 
 _CHOICES = {"clock": ("wall", "virtual"), "env": ("development", "production"),
-            "log_level": ("DEBUG", "INFO", "WARNING", "ERROR")}
+            "log_level": ("DEBUG", "INFO", "WARNING", "ERROR"), "ratelimit_enabled": ("true", "false")}
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Settings:
@@ -73,6 +81,15 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Sett
                 values[name] = str(values[name]).upper()
             if values[name] not in choices:
                 raise SettingsError(f"{PREFIX}{name.upper()}={values[name]!r}: must be one of {', '.join(choices)}")
+    for name in ("max_upload_mb", "token_ttl_hours"):
+        if name in values:
+            try:
+                number = float(values[name])  # type: ignore[arg-type]
+            except ValueError:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be a number") from None
+            if number <= 0:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be positive")
+            values[name] = number
     if "scheduler_interval_seconds" in values:
         try:
             interval = float(values["scheduler_interval_seconds"])  # type: ignore[arg-type]

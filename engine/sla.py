@@ -368,6 +368,26 @@ class SlaKeeper:
         return n
 
 
+def record_manual_event(session: Session, c: SlaClock, kind: str, *, now: datetime, actor: str,
+                        note: str = "") -> str | None:
+    """A supervisor's 催办 (``urge``) or 督办 (``supervise``) on a clock.
+
+    Returns the process signal to deliver, if any: a 督办 on a breached clock
+    whose automatic 督办 has not fired yet fires it now (``sla_overdue``: the
+    diagram escalates), and the scheduler will not fire it again.
+    """
+    session.add(SlaEvent(clock_id=c.id, kind=kind, subject=c.subject, stage=c.stage, unit=c.unit,
+                         scheduled_for=None, occurred_at=now, recorded_at=datetime.now(UTC), actor=actor,
+                         note=note[:1000]))
+    if kind == "supervise" and c.state == "running" and c.overdue_fired_at is None and now >= c.due_at:
+        if c.breached_at is None:
+            c.breached_at = now
+        c.overdue_fired_at = now
+        _schedule(c)
+        return "sla_overdue"
+    return None
+
+
 # ---- the sweep ---------------------------------------------------------------------------------------
 Deliver = Callable[[Session, SlaClock, str], int]
 

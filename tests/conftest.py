@@ -16,6 +16,7 @@ from engine.definitions import SPEC_CACHE
 from web.bootstrap import build_services
 from workflows.demo import load_demo
 
+from .api_helpers import ApiClient
 from .helpers import District
 
 PG_URL = os.environ.get("HUYING_TEST_DATABASE_URL")
@@ -83,3 +84,21 @@ def services(backend, db_url):
 @pytest.fixture
 def district(services):
     return District(services)
+
+
+@pytest.fixture
+def app(services, tmp_path):
+    """The Flask app on the test's database and virtual clock (attachments under tmp_path)."""
+    import dataclasses
+
+    from web.app import create_app
+
+    services.settings = dataclasses.replace(services.settings, attachment_dir=str(tmp_path / "attachments"))
+    flask_app = create_app(services=services)
+    flask_app.config["TESTING"] = True
+    return flask_app
+
+
+@pytest.fixture
+def api(app):
+    return ApiClient(app)

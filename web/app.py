@@ -1,4 +1,4 @@
-"""The Flask application factory (the full REST API and UI come in later issues)."""
+"""The Flask application factory: the landing page, health, the REST API (``web.api``)."""
 from __future__ import annotations
 
 import logging
@@ -7,13 +7,11 @@ from flask import Flask, g, jsonify, render_template_string, request
 from sqlalchemy import func, select
 
 from config.settings import Settings
-from engine.errors import Conflict, EngineError, Forbidden, InvalidDefinition, NotFound, ValidationFailed
+from engine.errors import Conflict, Forbidden, ValidationFailed
 from engine.models import ProcessDefinition, SlaClock, WorkItem
 from workflows.models import Call
 
 from .bootstrap import Services, build_services
-
-HTTP_STATUS = {ValidationFailed: 422, InvalidDefinition: 422, NotFound: 404, Forbidden: 403, Conflict: 409}
 
 LANDING = """<!doctype html>
 <html lang="{{ lang }}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -67,11 +65,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 db.rollback()
             db.close()
 
-    @app.errorhandler(EngineError)
-    def _engine_error(exc: EngineError):
-        g.db.rollback()
-        status = next((s for cls, s in HTTP_STATUS.items() if isinstance(exc, cls)), 400)
-        return jsonify(code=exc.code, message=exc.message, errors=exc.field_errors), status
+    from .api import init_api
+
+    init_api(app, services.settings)
 
     @app.get("/api/v1/health")
     def health():

@@ -21,6 +21,7 @@ from engine.sla import remaining_time
 
 from .actions import available_actions, resolve_action
 from .context import ServiceContext
+from .events import SIGNAL_EVENTS, emit
 from .models import URGENCIES, Call
 from .org import FILING_ROLES, LANE_ROLES, check_may_act, district_of, get_category, get_unit, may_see_call
 from .sla import sla_facts
@@ -70,13 +71,15 @@ def file_call(ctx: ServiceContext, data: dict) -> Call:
         community = user.unit
         if values["community"] not in (None, community.code):
             raise Forbidden(f"{user.username} files calls for {community.code} only")
-    else:
+    else:  # a street command centre, or the district's hotline intake (12345, Open311)
         if not values["community"]:
-            raise ValidationFailed("community is required when a street files a call",
+            raise ValidationFailed(f"community is required when a {user.unit.kind} files a call",
                                    field_errors={"community": ["required"]})
         community = get_unit(ctx.session, values["community"], "community")
-        if community.parent_id != user.unit_id:
+        if user.unit.kind == "street" and community.parent_id != user.unit_id:
             raise Forbidden(f"{community.code} is not a community of {user.unit.code}")
+        if user.unit.kind == "district" and district_of(community).id != user.unit_id:
+            raise Forbidden(f"{community.code} is not in {user.unit.code}")
         values["direct_to_street"] = True
     street = community.parent
     district = district_of(community)
@@ -106,8 +109,53 @@ def file_call(ctx: ServiceContext, data: dict) -> Call:
                  detail={"category": category.code, "urgency": call.urgency, "community": community.code,
                          "routing": {"handling_level": call.handling_level, "lead": call.suggested_lead,
                                      "assists": call.suggested_assists, "sla_class": call.sla_class}})
+    emit(ctx.session, "call.filed", call, at=now, actor=ctx.actor,
+         data={"description": call.description, "location": call.location, "photos": call.photos})
     ctx.session.flush()
     return call
+
+
+@dataclass
+class Filing:
+    call: Call
+    replayed: bool  # True: an earlier request with the same Idempotency-Key filed it
+
+
+def file_call_once(ctx: ServiceContext, data: dict, *, key: str | None, request_hash: str) -> Filing:
+    """:func:`file_call`, at most once per (user, ``key``).
+
+    A retry with the same key and the same request gets the first call back;
+    the same key with a different request is a :class:`Conflict`.  Two racing
+    requests with one key: the unique index lets one insert win; the loser's
+    flush raises ``IntegrityError`` and its caller should roll back and call
+    :func:`replay_filing`.
+    """
+    from .models import IdempotencyKey
+
+    if key is None:
+        return Filing(file_call(ctx, data), False)
+    replay = replay_filing(ctx, key, request_hash)
+    if replay is not None:
+        return replay
+    row = IdempotencyKey(user_id=ctx.user.id, key=key, request_hash=request_hash, created_at=ctx.clock.now())
+    ctx.session.add(row)
+    ctx.session.flush()  # a racing twin blocks here (PostgreSQL) or fails on the unique index
+    call = file_call(ctx, data)
+    row.call_id = call.id
+    ctx.session.flush()
+    return Filing(call, False)
+
+
+def replay_filing(ctx: ServiceContext, key: str, request_hash: str) -> Filing | None:
+    from .models import IdempotencyKey
+
+    row = ctx.session.scalar(select(IdempotencyKey).where(IdempotencyKey.user_id == ctx.user.id,
+                                                          IdempotencyKey.key == key))
+    if row is None:
+        return None
+    if row.request_hash != request_hash:
+        raise Conflict("this Idempotency-Key was already used for a different request; use a new key")
+    return Filing(ctx.session.get(Call, row.call_id), True)
 
 
 @dataclass
@@ -170,6 +218,10 @@ def act_on_work_item(ctx: ServiceContext, item_id: int, action: str, data: dict 
                  instance_id=item.instance_id, work_item_id=item.id, old=old,
                  new={"status": call.status, "level": call.level},
                  detail={"task": item.title, "unit": item.owner_unit, **values})
+    if item.task_name == "sign" and action == "sign":
+        emit(ctx.session, "call.signed", call, at=now, actor=ctx.actor, data={"department": item.owner_unit})
+    if step is not None:
+        _emit_step(ctx, call, step, old, now)
     runtime.flush()
     return ActionOutcome(call, item, action, step.opened if step else [], step.closed if step else [],
                          step.caught if step else 1)
@@ -187,14 +239,29 @@ def deliver_process_event(ctx: ServiceContext, item_id: int, event: str, payload
     old = {"status": call.status, "level": call.level}
     step = ctx.runtime.deliver(item, event, payload or {"work_item": item.id}, actor=ctx.actor)
     if step.caught:
+        now = ctx.clock.now()
         _sync_call(ctx, call, step)
-        call.updated_at = ctx.clock.now()
-        record_audit(ctx.session, at=ctx.clock.now(), actor=ctx.actor, action=f"event.{event}",
+        call.updated_at = now
+        record_audit(ctx.session, at=now, actor=ctx.actor, action=f"event.{event}",
                      subject=call.number, instance_id=item.instance_id, work_item_id=item.id, old=old,
                      new={"status": call.status, "level": call.level},
                      detail={"task": item.title, "unit": item.owner_unit})
+        if event in SIGNAL_EVENTS:
+            emit(ctx.session, SIGNAL_EVENTS[event], call, at=now, actor=ctx.actor,
+                 data={"task": item.task_name, "unit": item.owner_unit, "work_item": item.id})
+        _emit_step(ctx, call, step, old, now)
         ctx.runtime.flush()
     return step.caught
+
+
+def _emit_step(ctx: ServiceContext, call: Call, step: StepResult, old: dict, now: datetime) -> None:
+    """Outbox events a process step implies: departments newly asked to sign; the call closed."""
+    signing = [wi.owner_unit for wi in step.opened if wi.task_name == "sign"]
+    if signing:
+        emit(ctx.session, "call.dispatched", call, at=now, actor=ctx.actor, data={"departments": signing})
+    if call.closed_at is not None and old.get("status") != call.status and call.status == "closed":
+        emit(ctx.session, "call.closed", call, at=now, actor=ctx.actor,
+             data={"result": call.result, "satisfaction": call.satisfaction})
 
 
 def open_child_tickets(ctx: ServiceContext, parent: Call, slots: list[dict]) -> list[Call]:
@@ -335,15 +402,32 @@ class QueueEntry:
     deadline: ItemDeadline | None = None
 
 
-def my_work(ctx: ServiceContext, limit: int = 200) -> list[QueueEntry]:
-    """The open work items this user's role and org unit may act on, most urgent deadline first."""
+def _queue_filter(ctx: ServiceContext):
     lanes = [lane for lane, roles in LANE_ROLES.items() if ctx.user.role in roles]
     if not lanes:
+        return None
+    return (WorkItem.owner_unit == ctx.user.unit.code, WorkItem.state == "open", WorkItem.lane.in_(lanes))
+
+
+def count_my_work(ctx: ServiceContext) -> int:
+    where = _queue_filter(ctx)
+    if where is None:
+        return 0
+    from sqlalchemy import func
+
+    return ctx.session.scalar(select(func.count()).select_from(WorkItem).where(*where)) or 0
+
+
+def my_work(ctx: ServiceContext, limit: int = 200, offset: int = 0) -> list[QueueEntry]:
+    """The open work items this user's role and org unit may act on, most urgent deadline first."""
+    where = _queue_filter(ctx)
+    if where is None:
         return []
     rows = ctx.session.execute(
         select(WorkItem, Call).join(Call, (Call.instance_id == WorkItem.instance_id) & Call.parent_id.is_(None))
-        .where(WorkItem.owner_unit == ctx.user.unit.code, WorkItem.state == "open", WorkItem.lane.in_(lanes))
-        .order_by(WorkItem.due_at.is_(None), WorkItem.due_at, WorkItem.created_at, WorkItem.id).limit(limit)).all()
+        .where(*where)
+        .order_by(WorkItem.due_at.asc().nulls_last(), WorkItem.created_at, WorkItem.id)
+        .limit(limit).offset(offset)).all()
     deadlines = item_deadlines(ctx, [item for item, _call in rows])
     return [QueueEntry(item, call, available_actions(item), deadlines.get(item.id)) for item, call in rows]
 

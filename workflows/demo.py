@@ -3,7 +3,8 @@
 Loaded by ``huying demo load`` and by ``make run`` when the database is empty.
 Every demo user's password is ``huying-demo``; usernames are ``<unit code>.<role>``
 (e.g. ``qingnian.grid``, ``xiagang.dispatcher``, ``water.staff``) plus
-``huangpu.dispatcher``, ``huangpu.supervisor`` and ``admin``.
+``huangpu.dispatcher``, ``huangpu.supervisor``, ``huangpu.hotline`` (12345 hotline and Open311
+intake: files calls for any community) and ``admin``.
 """
 from __future__ import annotations
 
@@ -23,11 +24,12 @@ from .passwords import hash_password
 
 DEMO_PASSWORD = "huying-demo"
 ROLE_SUFFIX = {"grid_worker": "grid", "community_staff": "staff", "street_dispatcher": "dispatcher",
-               "department_staff": "staff", "district_dispatcher": "dispatcher", "supervisor": "supervisor"}
+               "department_staff": "staff", "district_dispatcher": "dispatcher", "supervisor": "supervisor", "hotline": "hotline"}
 ROLE_LABEL = {"grid_worker": "网格员", "community_staff": "社区工作人员", "street_dispatcher": "街镇指挥中心调度员",
-              "department_staff": "部门办理员", "district_dispatcher": "区指挥中心调度员", "supervisor": "督查员"}
+              "department_staff": "部门办理员", "district_dispatcher": "区指挥中心调度员", "supervisor": "督查员",
+              "hotline": "12345热线接入"}
 UNIT_ROLES = {"community": ("grid_worker", "community_staff"), "street": ("street_dispatcher",),
-              "department": ("department_staff",), "district": ("district_dispatcher", "supervisor")}
+              "department": ("department_staff",), "district": ("district_dispatcher", "supervisor", "hotline")}
 
 
 @dataclass

@@ -3,18 +3,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine.db import Base, UTCDateTime
 
 UNIT_KINDS = ("district", "street", "community", "department")
 ROLES = ("grid_worker", "community_staff", "street_dispatcher", "department_staff", "district_dispatcher",
-         "supervisor", "admin")
+         "supervisor", "admin", "hotline")
 # Which unit kind each role belongs to.
 ROLE_UNIT_KIND = {"grid_worker": "community", "community_staff": "community", "street_dispatcher": "street",
                   "department_staff": "department", "district_dispatcher": "district",
-                  "supervisor": "district", "admin": "district"}
+                  "supervisor": "district", "admin": "district", "hotline": "district"}
 URGENCIES = ("normal", "urgent")
 
 
@@ -101,3 +101,117 @@ class Call(Base):
     category: Mapped[Category] = relationship()
     parent: Mapped[Call | None] = relationship(remote_side=[id], foreign_keys=[parent_id])
     merged_into: Mapped[Call | None] = relationship(remote_side=[id], foreign_keys=[merged_into_id])
+
+
+# ---- the HTTP API's own records ------------------------------------------------------------------
+
+class ApiToken(Base):
+    """A sign-in: a bearer token for API clients or the browser session's token; only its hash is kept."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of the secret
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # api, session
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    client: Mapped[str] = mapped_column(String(200), default="")
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class ApiKey(Base):
+    """An integrator's key (Open311 ``api_key``): files calls as its user; only the hash is kept."""
+
+    __tablename__ = "api_key"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))  # first characters, to recognise a key in lists
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(100))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class IdempotencyKey(Base):
+    """``Idempotency-Key`` of a filing: a retry with the same key gets the same call back."""
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (UniqueConstraint("user_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    key: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("call.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Attachment(Base):
+    """A photo or evidence file: bytes on disk (content-addressed), facts here."""
+
+    __tablename__ = "attachment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("call.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    filename: Mapped[str] = mapped_column(String(200))
+    purpose: Mapped[str] = mapped_column(String(16), default="photo")  # photo, evidence
+    uploaded_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebhookSubscription(Base):
+    """An admin-managed receiver of signed event notifications."""
+
+    __tablename__ = "webhook_subscription"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    url: Mapped[str] = mapped_column(String(500))
+    secret: Mapped[str] = mapped_column(String(200))  # HMAC-SHA256 key shared with the receiver
+    events: Mapped[list] = mapped_column(JSON, default=list)  # event types; empty = all
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(100))
+
+
+class OutboxEvent(Base):
+    """A domain event written in the transaction that caused it (the durable outbox)."""
+
+    __tablename__ = "outbox_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(50))
+    subject: Mapped[str] = mapped_column(String(64), index=True)
+    payload: Mapped[dict] = mapped_column(JSON)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebhookDelivery(Base):
+    """One event to one subscriber: attempts, backoff and the outcome (the delivery log)."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (Index("ix_webhook_delivery_due", "state", "next_attempt_at", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("webhook_subscription.id"), index=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("outbox_event.id"), index=True)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending, delivered, dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    subscription: Mapped[WebhookSubscription] = relationship()
+    event: Mapped[OutboxEvent] = relationship()

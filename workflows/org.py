@@ -18,7 +18,7 @@ LANE_ROLES = {
     "command": {"street_dispatcher", "district_dispatcher"},
     "verification": {"grid_worker", "community_staff", "street_dispatcher"},
 }
-FILING_ROLES = {"grid_worker", "community_staff", "street_dispatcher"}
+FILING_ROLES = {"grid_worker", "community_staff", "street_dispatcher", "hotline"}
 READ_ALL_ROLES = {"district_dispatcher", "supervisor", "admin"}
 
 

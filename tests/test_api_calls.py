@@ -1,0 +1,209 @@
+"""The REST API: filing, searching, one call, the work queue and actions, through Flask's test client."""
+from __future__ import annotations
+
+import dataclasses
+import io
+import threading
+from datetime import timedelta
+
+import pytest
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def test_scenario_1_through_http(api):
+    up = api.as_("qingnian.grid").post("/api/v1/attachments", data={"file": (io.BytesIO(PNG), "cables.png")},
+                                       content_type="multipart/form-data")
+    assert up.status_code == 201, up.get_json()
+    photo = up.get_json()[0]
+    r = api.as_("qingnian.grid").post("/api/v1/calls", json={
+        "category": "lift_install", "direct_to_street": True, "photos": [photo["id"]],
+        "description": "东园二街1号、2号加装电梯被电缆阻碍", "location": "夏港街东园二街1号"})
+    assert r.status_code == 201, r.get_json()
+    no = r.get_json()["number"]
+    assert r.get_json()["status"] == "triage" and r.get_json()["photos"] == [photo["url"]]
+    assert r.headers["Location"] == f"/api/v1/calls/{no}"
+    api.do(no, "xiagang.dispatcher", "dispatch", {"lead": "power", "assists": ["telecom", "police"]})
+    for dept in ("power", "telecom", "police"):
+        out = api.do(no, f"{dept}.staff", "sign")
+        assert [o["task"] for o in out["opened"]] == ["resolve"]
+    api.advance(timedelta(days=4))
+    for dept in ("telecom", "police", "power"):
+        api.do(no, f"{dept}.staff", "done", {"result": f"{dept} 已处理"})
+    assert api.call(no)["status"] == "verify"
+    api.do(no, "qingnian.grid", "pass")
+    out = api.do(no, "xiagang.dispatcher", "rate", {"satisfaction": "satisfied", "resolved": True})
+    assert out["call"]["status"] == "closed" and out["opened"] == []
+    view = api.call(no)
+    assert view["status"] == "closed" and view["satisfaction"] == "satisfied" and view["open_items"] == []
+    actions = [e["action"] for e in view["timeline"]]
+    assert actions[:3] == ["process_started", "call.filed", "street_triage.dispatch"]
+    assert {c["stage"] for c in view["clocks"]} >= {"triage", "sign", "resolve", "verify"}
+    assert [a["id"] for a in view["attachments"]] == [photo["id"]]
+    img = api.as_("power.staff").get(photo["url"])
+    assert img.status_code == 200 and img.data == PNG and img.mimetype == "image/png"
+
+
+def test_queue_shows_deadline_and_remaining_working_time(api):
+    no = api.file(category="road_flooding", description="道路积水", location="港前路")
+    [entry] = [e for e in api.queue("xiagang.dispatcher") if e["call"]["number"] == no]
+    item = entry["item"]
+    assert item["task"] == "street_triage" and item["may_act"] is True
+    assert set(item["actions"]) >= {"dispatch", "void", "merge", "escalate"}
+    assert item["deadline"]["state"] == "normal" and item["deadline"]["working_time"] is True
+    assert item["deadline"]["remaining_seconds"] > 0 and item["deadline"]["due_at"]
+
+
+def test_validation_errors_are_422_with_field_messages_and_write_nothing(api):
+    r = api.as_("qingnian.grid").post("/api/v1/calls", json={"category": "nope", "location": "x"})
+    assert r.status_code == 422
+    body = r.get_json()
+    assert body["code"] == "validation_failed" and "description" in body["errors"]
+    r = api.as_("qingnian.grid").post("/api/v1/calls", json={"category": "nope", "description": "d", "location": "x"})
+    assert r.status_code == 422 and body["code"] == "validation_failed"
+    assert r.get_json()["errors"] == {"category": ["unknown category 'nope'"]}
+    r = api.as_("qingnian.grid").post("/api/v1/calls", data="not json", content_type="application/json")
+    assert r.status_code in (400, 422) and set(r.get_json()) == {"code", "message", "errors"}
+    listing = api.as_("huangpu.supervisor").get("/api/v1/calls").get_json()
+    assert listing["total"] == 0
+
+
+def test_action_errors(api):
+    no = api.file(category="road_flooding")
+    item = api.item(no, "xiagang.dispatcher")
+    r = api.as_("xiagang.dispatcher").post(f"/api/v1/work/{item['id']}/actions/sign", json={})
+    assert r.status_code == 422 and "action" in r.get_json()["errors"]
+    r = api.as_("xiagang.dispatcher").post(f"/api/v1/work/{item['id']}/actions/dispatch", json={"lead": 5})
+    assert r.status_code == 422 and "lead" in r.get_json()["errors"]
+    r = api.as_("luogang.dispatcher").post(f"/api/v1/work/{item['id']}/actions/void", json={"reason": "x"})
+    assert r.status_code == 403 and r.get_json()["code"] == "forbidden"
+    r = api.as_("xiagang.dispatcher").post("/api/v1/work/999999/actions/void", json={"reason": "x"})
+    assert r.status_code == 404 and r.get_json()["code"] == "not_found"
+    ok = api.as_("xiagang.dispatcher").post(f"/api/v1/work/{item['id']}/actions/void", json={"reason": "重复"})
+    assert ok.status_code == 200
+    again = api.as_("xiagang.dispatcher").post(f"/api/v1/work/{item['id']}/actions/void", json={"reason": "重复"})
+    assert again.status_code == 409 and again.get_json()["code"] == "conflict"
+
+
+def test_search_filters_paging_and_scope(api):
+    a = api.file(category="road_flooding", description="积水 A")
+    b = api.file("qingnian.grid", category="noise", description="噪声 B")
+    c = api.file("luofeng.grid", category="road_flooding", description="积水 C")
+    sup = api.as_("huangpu.supervisor")
+    got = sup.get("/api/v1/calls?category=road_flooding&sort=number").get_json()
+    assert [x["number"] for x in got["items"]] == [a, c] and got["total"] == 2
+    got = sup.get("/api/v1/calls?per_page=1&page=2&sort=number").get_json()
+    assert got["total"] == 3 and [x["number"] for x in got["items"]] == [b]
+    got = sup.get("/api/v1/calls?q=噪声").get_json()
+    assert [x["number"] for x in got["items"]] == [b]
+    # a community sees its own calls only; a department none until work is dispatched to it
+    own = api.as_("qingnian.staff").get("/api/v1/calls").get_json()
+    assert {x["number"] for x in own["items"]} == {a, b}
+    assert [x["number"] for x in api.as_("luogang.dispatcher").get("/api/v1/calls").get_json()["items"]] == [c]
+    assert api.as_("water.staff").get("/api/v1/calls").get_json()["total"] == 0
+    assert api.as_("water.staff").get(f"/api/v1/calls/{a}").status_code == 403
+    api.do(a, "xiagang.dispatcher", "dispatch", {"lead": "water"})
+    assert [x["number"] for x in api.as_("water.staff").get("/api/v1/calls").get_json()["items"]] == [a]
+    r = sup.get("/api/v1/calls?status=bogus&per_page=500")
+    assert r.status_code == 422 and {"status.0", "per_page"} <= set(r.get_json()["errors"])
+
+
+def test_idempotent_filing_returns_the_same_call(api):
+    body = {"category": "noise", "description": "夜间施工", "location": "港前路"}
+    grid = api.as_("qingnian.grid")
+    first = grid.post("/api/v1/calls", json=body, headers={"Idempotency-Key": "k-1"})
+    again = grid.post("/api/v1/calls", json=body, headers={"Idempotency-Key": "k-1"})
+    assert first.status_code == 201 and again.status_code == 200
+    assert again.get_json()["number"] == first.get_json()["number"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = grid.post("/api/v1/calls", json={**body, "description": "别的"}, headers={"Idempotency-Key": "k-1"})
+    assert other.status_code == 409
+    assert api.as_("huangpu.supervisor").get("/api/v1/calls").get_json()["total"] == 1
+
+
+def test_idempotent_filing_under_racing_retries(api, backend):
+    if backend != "postgresql":
+        pytest.skip("racing transactions need a server database")
+    token = api.token("qingnian.grid")
+    body = {"category": "noise", "description": "并发重试", "location": "港前路"}
+    results, barrier = [], threading.Barrier(6)
+
+    def post():
+        client = api.app.test_client()
+        barrier.wait()
+        r = client.post("/api/v1/calls", json=body, headers={"Authorization": f"Bearer {token}",
+                                                               "Idempotency-Key": "race-1"})
+        results.append((r.status_code, r.get_json().get("number")))
+
+    threads = [threading.Thread(target=post) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(s for s, _ in results) == [200] * 5 + [201], results
+    assert len({n for _, n in results}) == 1
+    assert api.as_("huangpu.supervisor").get("/api/v1/calls").get_json()["total"] == 1
+
+
+def test_uploads_are_type_and_size_checked(api):
+    grid = api.as_("qingnian.grid")
+    r = grid.post("/api/v1/attachments", data={"file": (io.BytesIO(b"MZ\x90\x00 not an image"), "x.jpg")},
+                  content_type="multipart/form-data")
+    assert r.status_code == 422 and "file" in r.get_json()["errors"]
+    svc = api.app.extensions["huying"]
+    svc.settings = dataclasses.replace(svc.settings, max_upload_mb=0.01)  # 10 KiB, to keep the test small
+    big = b"\xff\xd8\xff" + b"\x00" * 20_000
+    r = grid.post("/api/v1/attachments", data={"file": (io.BytesIO(big), "big.jpg")},
+                  content_type="multipart/form-data")
+    assert r.status_code == 422 and "limit is 10485 bytes" in r.get_json()["message"]
+    r = grid.post("/api/v1/calls", json={"category": "noise", "description": "d", "location": "l", "photos": [12345]})
+    assert r.status_code == 422 and "photos" in r.get_json()["errors"]
+    up = grid.post("/api/v1/attachments", data={"file": (io.BytesIO(PNG), "a.png")},
+                   content_type="multipart/form-data").get_json()[0]
+    assert api.as_("luogang.dispatcher").get(up["url"]).status_code == 403  # someone else's loose upload
+
+
+def test_not_signed_in_and_bad_tokens(api):
+    r = api.as_(None).get("/api/v1/work")
+    assert r.status_code == 401 and r.get_json()["code"] == "unauthorized"
+    assert "Bearer" in r.headers["WWW-Authenticate"]
+    r = api.as_(None).get("/api/v1/work", headers={"Authorization": "Bearer nope"})
+    assert r.status_code == 401
+    r = api.client.post("/api/v1/auth/tokens", json={"username": "qingnian.grid", "password": "wrong"})
+    assert r.status_code == 401
+    token = api.token("qingnian.grid")
+    assert api.as_("qingnian.grid").delete("/api/v1/auth/tokens/current").status_code == 204
+    r = api.client.get("/api/v1/work", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 401, "a revoked token no longer works"
+
+
+def test_tokens_expire(api):
+    token = api.token("qingnian.grid")
+    api.app.extensions["huying"].clock.advance(timedelta(hours=13))
+    r = api.client.get("/api/v1/work", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 401
+
+
+def test_browser_session_needs_csrf_token_for_writes(api):
+    c = api.app.test_client()
+    r = c.post("/api/v1/auth/session", json={"username": "qingnian.grid", "password": "huying-demo"})
+    assert r.status_code == 200
+    csrf = r.get_json()["csrf_token"]
+    assert c.get("/api/v1/auth/me").get_json()["via"] == "session"
+    body = {"category": "noise", "description": "d", "location": "l"}
+    assert c.post("/api/v1/calls", json=body).status_code == 403
+    assert c.post("/api/v1/calls", json=body, headers={"X-CSRF-Token": csrf}).status_code == 201
+    assert c.delete("/api/v1/auth/session", headers={"X-CSRF-Token": csrf}).status_code == 204
+    assert c.get("/api/v1/auth/me").status_code == 401
+
+
+def test_openapi_document_and_docs_are_served(api):
+    spec = api.client.get("/api/v1/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.")
+    assert {"/api/v1/calls", "/api/v1/work/{item_id}/actions/{action}", "/api/v1/auth/tokens"} <= set(spec["paths"])
+    assert "Error" in spec["components"]["schemas"]
+    page = api.client.get("/api/v1/docs")
+    assert page.status_code == 200 and b"/api/v1/docs/assets/swagger-ui-bundle.js" in page.data
+    asset = api.client.get("/api/v1/docs/assets/swagger-ui-bundle.js")
+    assert asset.status_code == 200 and asset.mimetype == "text/javascript"
+    asset.close()

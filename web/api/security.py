@@ -1,0 +1,113 @@
+"""Who is asking: bearer tokens for API clients, the session cookie for the browser; rate limits.
+
+* ``Authorization: Bearer <token>`` (from ``POST /api/v1/auth/tokens``);
+* or the browser session cookie (from ``POST /api/v1/auth/session``), which
+  holds a session token; state-changing requests made with the cookie must
+  send the session's CSRF token in ``X-CSRF-Token``.
+
+Every endpoint then checks the role (here) and the org scope (in the service
+layer, which knows what a unit may see).
+"""
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from functools import wraps
+
+from flask import current_app, g, request, session
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_smorest import abort
+
+from workflows.auth import token_user
+from workflows.context import ServiceContext
+from workflows.models import ApiToken, User
+
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True)
+
+
+@dataclass
+class Identity:
+    user: User
+    token: ApiToken
+    via: str  # bearer, session
+
+
+def services():
+    return current_app.extensions["huying"]
+
+
+def identify() -> Identity | None:
+    """The signed-in user of this request (cached on ``g``), or None."""
+    if "identity" in g:
+        return g.identity
+    identity = None
+    now = services().clock.now()
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            abort(401, message="use 'Authorization: Bearer <token>' (get one from POST /api/v1/auth/tokens)")
+        found = token_user(g.db, secret.strip(), now=now)
+        if found is None:
+            abort(401, message="the token is unknown, expired or revoked; sign in again")
+        identity = Identity(found[0], found[1], "bearer")
+    elif session.get("token"):
+        found = token_user(g.db, session["token"], now=now)
+        if found is None or found[1].kind != "session":
+            session.clear()
+        else:
+            identity = Identity(found[0], found[1], "session")
+            if request.method in UNSAFE:
+                sent = request.headers.get("X-CSRF-Token", "")
+                if not hmac.compare_digest(sent, session.get("csrf", "")):
+                    abort(403, message="missing or wrong X-CSRF-Token for a signed-in browser session")
+    g.identity = identity
+    return identity
+
+
+def current_user() -> User:
+    identity = identify()
+    if identity is None:
+        abort(401, message="sign in first: POST /api/v1/auth/tokens, then send 'Authorization: Bearer <token>'")
+    return identity.user
+
+
+def require(*roles: str):
+    """The view needs a signed-in user, with one of ``roles`` if given (403 otherwise)."""
+    def decorator(fn):
+        @wraps(fn)
+        def wrapper(*args, **kwargs):
+            user = current_user()
+            if roles and user.role not in roles:
+                abort(403, message=f"{user.username} ({user.role}) may not do this; it needs one of: "
+                                   f"{', '.join(roles)}")
+            return fn(*args, **kwargs)
+        return wrapper
+    return decorator
+
+
+def ctx() -> ServiceContext:
+    """The service context of this request: its session, the clock, the signed-in user."""
+    svc = services()
+    return ServiceContext(g.db, svc.clock, current_user(), sla=svc.sla)
+
+
+def user_key() -> str:
+    identity = identify()
+    return f"user:{identity.user.id}" if identity is not None else f"ip:{get_remote_address()}"
+
+
+def signin_key() -> str:
+    body = request.get_json(silent=True) if request.is_json else None
+    name = body.get("username") if isinstance(body, dict) and isinstance(body.get("username"), str) else ""
+    return f"signin:{get_remote_address()}:{name[:64]}"
+
+
+def signin_limit() -> str:
+    return current_app.config["HUYING_RATELIMIT_SIGNIN"]
+
+
+def filing_limit() -> str:
+    return current_app.config["HUYING_RATELIMIT_FILING"]
