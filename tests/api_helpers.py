@@ -24,6 +24,13 @@ class ApiClient:
         self.app.extensions["huying"].clock.advance(delta)
         self.tokens.clear()
 
+    def move_clock(self, **body) -> dict:
+        """As admin, through the API: set or advance the virtual clock and run one sweep."""
+        r = self.as_("admin").post("/api/v1/admin/clock", json=body)
+        assert r.status_code == 200, r.get_json()
+        self.tokens.clear()
+        return r.get_json()
+
     def as_(self, username: str | None) -> UserClient:
         return UserClient(self, username)
 

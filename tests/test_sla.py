@@ -197,8 +197,6 @@ def test_a_failing_clock_is_an_incident_retried_later_and_does_not_block_others(
 
 
 def test_the_admin_clock_api_moves_virtual_time_and_sweeps(district, services):
-    import base64
-
     from engine.clock import StoredVirtualClock
     from web.app import create_app
     from web.bootstrap import Services
@@ -211,11 +209,13 @@ def test_the_admin_clock_api_moves_virtual_time_and_sweeps(district, services):
                                        services.sla))
     client = app.test_client()
 
-    def auth(user, pw="huying-demo"):
-        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()}
+    def auth(user):
+        r = client.post("/api/v1/auth/tokens", json={"username": user, "password": "huying-demo"})
+        return {"Authorization": f"Bearer {r.get_json()['token']}"}
 
     assert client.post("/api/v1/admin/clock", json={"advance": "2h"}).status_code == 401
-    assert client.post("/api/v1/admin/clock", json={"advance": "2h"}, headers=auth("admin", "wrong")).status_code == 401
+    assert client.post("/api/v1/admin/clock", json={"advance": "2h"},
+                       headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert client.post("/api/v1/admin/clock", json={"advance": "2h"}, headers=auth("huangpu.supervisor")).status_code == 403
     bad = client.post("/api/v1/admin/clock", json={"advance": "soon"}, headers=auth("admin"))
     assert bad.status_code == 422 and "advance" in bad.get_json()["errors"]
@@ -227,8 +227,10 @@ def test_the_admin_clock_api_moves_virtual_time_and_sweeps(district, services):
     wall = create_app(services=services.__class__(services.settings, services.engine, services.session_factory,
                                                   __import__("engine.clock", fromlist=["WallClock"]).WallClock(),
                                                   services.sla))
-    assert wall.test_client().post("/api/v1/admin/clock", json={"advance": "1h"},
-                                   headers=auth("admin")).status_code == 409
+    wall_client = wall.test_client()
+    token = wall_client.post("/api/v1/auth/tokens", json={"username": "admin", "password": "huying-demo"})
+    assert wall_client.post("/api/v1/admin/clock", json={"advance": "1h"},
+                            headers={"Authorization": f"Bearer {token.get_json()['token']}"}).status_code == 409
 
 
 def test_a_new_sla_policy_version_changes_new_clocks_not_running_ones(district, services):

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, g, jsonify, render_template_string, request
+from flask import Flask, g, render_template_string, request
 from sqlalchemy import func, select
 
 from config.settings import Settings
-from engine.errors import Conflict, Forbidden, ValidationFailed
 from engine.models import ProcessDefinition, SlaClock, WorkItem
 from workflows.models import Call
 
@@ -68,48 +67,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     from .api import init_api
 
     init_api(app, services.settings)
-
-    @app.get("/api/v1/health")
-    def health():
-        db = g.db
-        db.execute(select(1))
-        return jsonify(status="ok", now=services.clock.now().isoformat(), clock=services.settings.clock,
-                       database=services.engine.dialect.name)
-
-    @app.post("/api/v1/admin/clock")
-    def move_virtual_clock():
-        """Admin only, and only with the virtual clock: {"set": ISO} or {"advance": "2h"}; then one sweep."""
-        from engine.clock import parse_duration
-        from workflows.org import authenticate
-
-        auth = request.authorization
-        user = authenticate(g.db, auth.username, auth.password) if auth and auth.type == "basic" else None
-        if user is None:
-            return jsonify(code="unauthorized", message="sign in as an admin (HTTP Basic)", errors={}), 401, \
-                {"WWW-Authenticate": 'Basic realm="huying"'}
-        if user.role != "admin":
-            raise Forbidden(f"{user.username} is not an admin")
-        if not getattr(services.clock, "virtual", False):
-            raise Conflict("the clock is the wall clock; set HUYING_CLOCK=virtual to move time")
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict) or len(body.keys() & {"set", "advance"}) != 1:
-            raise ValidationFailed("give exactly one of 'set' (ISO 8601) or 'advance' (e.g. 2h, 90m, PT2H)",
-                                   field_errors={"_schema": ["one of set, advance"]})
-        try:
-            if "set" in body:
-                from datetime import datetime
-
-                from engine.clock import ensure_aware
-                now = services.clock.set(ensure_aware(datetime.fromisoformat(str(body["set"]))))
-            else:
-                now = services.clock.advance(parse_duration(str(body["advance"])))
-        except ValueError as exc:
-            key = "set" if "set" in body else "advance"
-            raise ValidationFailed(str(exc), field_errors={key: [str(exc)]}) from None
-        from .scheduler import sweep_once
-
-        fired = sweep_once(services)
-        return jsonify(now=now.isoformat(), fired=fired)
 
     @app.get("/")
     def index():

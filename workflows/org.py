@@ -82,7 +82,9 @@ def may_see_call(session: Session, user: User, call: Call) -> bool:
     if user.unit.kind == "department":
         from engine.models import WorkItem
 
-        root = call if call.parent_id is None else call.parent
+        if call.parent_id is not None:  # a child ticket belongs to one department
+            return call.department_code == user.unit.code
+        root = call
         return session.scalar(select(WorkItem.id).where(WorkItem.instance_id == root.instance_id,
                                                          WorkItem.owner_unit == user.unit.code).limit(1)) is not None
     return False

@@ -14,6 +14,7 @@ from .security import limiter
 
 # (module, attribute) of every blueprint; each feature registers itself here
 BLUEPRINTS = [
+    ("web.api.system", "blp"),
     ("web.api.auth", "blp"),
     ("web.api.calls", "blp"),
     ("web.api.calls", "attachments"),

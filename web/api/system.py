@@ -1,0 +1,69 @@
+"""Health, the clock, and moving virtual time (admin, virtual clock only)."""
+from __future__ import annotations
+
+from flask import g
+from flask_smorest import Blueprint
+from marshmallow import Schema, ValidationError, fields, validates_schema
+from sqlalchemy import select
+
+from engine.clock import parse_duration
+from engine.errors import Conflict, ValidationFailed
+
+from .security import require, services
+
+blp = Blueprint("system", __name__, url_prefix="/api/v1", description="Health and time")
+
+
+class HealthSchema(Schema):
+    status = fields.String(metadata={"example": "ok"})
+    now = fields.DateTime()
+    clock = fields.String(metadata={"description": "wall or virtual"})
+    database = fields.String()
+
+
+class MoveClockSchema(Schema):
+    set = fields.AwareDateTime(load_default=None, metadata={"description": "ISO 8601 with offset"})
+    advance = fields.String(load_default=None, metadata={"description": "a duration: 2h, 90m, 3d, PT2H"})
+
+    @validates_schema
+    def _one(self, data, **_):
+        if (data.get("set") is None) == (data.get("advance") is None):
+            raise ValidationError("give exactly one of 'set' (ISO 8601) or 'advance' (e.g. 2h, 90m, PT2H)")
+
+
+class MovedClockSchema(Schema):
+    now = fields.DateTime()
+    fired = fields.Dict(keys=fields.String(), values=fields.Integer(),
+                        metadata={"description": "what the sweep run right after fired, per job"})
+
+
+@blp.route("/health", methods=["GET"])
+@blp.response(200, HealthSchema)
+@blp.doc(security=[])
+def health():
+    """Liveness and readiness: the database answers; the current (possibly virtual) time"""
+    svc = services()
+    g.db.execute(select(1))
+    return {"status": "ok", "now": svc.clock.now(), "clock": svc.settings.clock, "database": svc.engine.dialect.name}
+
+
+@blp.route("/admin/clock", methods=["POST"])
+@blp.arguments(MoveClockSchema)
+@blp.response(200, MovedClockSchema)
+@require("admin")
+def move_virtual_clock(body):
+    """Set or advance the virtual clock, then run one sweep (only when HUYING_CLOCK=virtual)"""
+    svc = services()
+    if not getattr(svc.clock, "virtual", False):
+        raise Conflict("the clock is the wall clock; set HUYING_CLOCK=virtual to move time")
+    if body["set"] is not None:
+        now = svc.clock.set(body["set"])
+    else:
+        try:
+            now = svc.clock.advance(parse_duration(body["advance"]))
+        except ValueError as exc:
+            raise ValidationFailed(str(exc), field_errors={"advance": [str(exc)]}) from None
+    g.db.rollback()  # the sweep runs in its own transactions
+    from web.scheduler import sweep_once
+
+    return {"now": now, "fired": sweep_once(svc)}
