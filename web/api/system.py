@@ -1,6 +1,8 @@
 """Health, the clock, and moving virtual time (admin, virtual clock only)."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import g
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validates_schema
@@ -11,6 +13,7 @@ from engine.errors import Conflict, ValidationFailed
 
 from .security import require, services
 
+MAX_MOVE = timedelta(days=400)  # a simulation moves days or months, never centuries
 blp = Blueprint("system", __name__, url_prefix="/api/v1", description="Health and time")
 
 
@@ -56,13 +59,19 @@ def move_virtual_clock(body):
     svc = services()
     if not getattr(svc.clock, "virtual", False):
         raise Conflict("the clock is the wall clock; set HUYING_CLOCK=virtual to move time")
-    if body["set"] is not None:
-        now = svc.clock.set(body["set"])
-    else:
-        try:
-            now = svc.clock.advance(parse_duration(body["advance"]))
-        except ValueError as exc:
-            raise ValidationFailed(str(exc), field_errors={"advance": [str(exc)]}) from None
+    field = "set" if body["set"] is not None else "advance"
+    try:
+        if field == "set":
+            if body["set"] - svc.clock.now() > MAX_MOVE:
+                raise ValueError("move the clock at most 400 days at a time")
+            now = svc.clock.set(body["set"])
+        else:
+            delta = parse_duration(body["advance"])
+            if delta > MAX_MOVE:
+                raise ValueError("advance at most 400 days at a time")
+            now = svc.clock.advance(delta)
+    except (ValueError, OverflowError) as exc:
+        raise ValidationFailed(str(exc), field_errors={field: [str(exc)]}) from None
     g.db.rollback()  # the sweep runs in its own transactions
     from web.scheduler import sweep_once
 
