@@ -1,6 +1,7 @@
 """Project-level checks: layering contracts, migrations match the models, a real server answers."""
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -53,6 +54,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _request(port, path, token, body=None):
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers,
+                                 data=json.dumps(body).encode() if body is not None else None)
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def _post(port, path, body, token=None):
+    return _request(port, path, token, body)
+
+
+def _get(port, path, token):
+    return _request(port, path, token)
+
+
 def test_make_run_steps_serve_a_fresh_database(tmp_path):
     """What `make run` does, as separate processes: migrate, load the demo if empty (twice), serve."""
     env = {**os.environ, "HUYING_DATABASE_URL": f"sqlite:///{tmp_path / 'run.sqlite3'}", "HUYING_CLOCK": "virtual",
@@ -79,6 +98,16 @@ def test_make_run_steps_serve_a_fresh_database(tmp_path):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as resp:
             page = resp.read().decode()
         assert "有呼必应" in page and "call_dispatch v1" in page
+        # the REST API through the real server: sign in, file a call, find it in the street's queue
+        token = _post(port, "/api/v1/auth/tokens", {"username": "qingnian.grid", "password": "huying-demo"})["token"]
+        call = _post(port, "/api/v1/calls", {"category": "noise", "description": "夜间施工噪声", "location": "港前路"},
+                     token)
+        assert call["status"] == "triage" and call["number"].startswith("HY")
+        dispatcher = _post(port, "/api/v1/auth/tokens", {"username": "xiagang.dispatcher",
+                                                         "password": "huying-demo"})["token"]
+        queue = _get(port, "/api/v1/work", dispatcher)
+        assert [e["call"]["number"] for e in queue["items"]] == [call["number"]]
+        assert len(_get(port, "/api/v1/openapi.json", None)["paths"]) >= 15
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -10,7 +10,7 @@ from flask_smorest import Api
 from engine.errors import EngineError
 
 from . import errors
-from .security import limiter
+from .security import gate, limiter
 
 # (module, attribute) of every blueprint; each feature registers itself here
 BLUEPRINTS = [
@@ -21,6 +21,9 @@ BLUEPRINTS = [
     ("web.api.work", "blp"),
     ("web.api.supervision", "blp"),
     ("web.api.reports", "blp"),
+    ("web.api.webhooks", "blp"),
+    ("web.api.admin", "blp"),
+    ("web.api.admin", "categories"),
 ]
 
 
@@ -61,6 +64,7 @@ def init_api(app: Flask, settings) -> HuyingApi:
     limiter.init_app(app)
     for module, attr in BLUEPRINTS:
         api.register_blueprint(getattr(import_module(module), attr))
+    app.before_request(gate)
     app.register_error_handler(EngineError, errors.handle_engine_error)
     app.register_error_handler(Exception, errors.handle_unexpected)
 
@@ -70,4 +74,6 @@ def init_api(app: Flask, settings) -> HuyingApi:
     def swagger_assets(filename):  # served locally: the district's machines are offline
         return send_from_directory(assets, filename)
 
+    from web.open311 import bp as open311_bp
+    app.register_blueprint(open311_bp)
     return api

@@ -12,7 +12,7 @@ from workflows.auth import revoke_token, sign_in
 
 from .present import user_out
 from .schemas import UserSchema
-from .security import current_user, identify, limiter, services, signin_key, signin_limit
+from .security import current_user, identify, limiter, public, services, signin_key, signin_limit
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Sign in and out")
 
@@ -59,6 +59,7 @@ def _sign_in(body: dict, kind: str):
 @blp.arguments(SignInSchema)
 @blp.response(201, TokenSchema)
 @blp.doc(security=[])
+@public
 def create_token(body):
     """Sign in with username and password; get a bearer token (expires, revocable)"""
     issued = _sign_in(body, "api")
@@ -83,6 +84,7 @@ def revoke_current():
 @blp.arguments(SignInSchema)
 @blp.response(200, SessionSchema)
 @blp.doc(security=[])
+@public
 def create_session(body):
     """Sign in the browser: sets the session cookie and returns its CSRF token"""
     issued = _sign_in(body, "session")
@@ -95,6 +97,8 @@ def create_session(body):
 
 @blp.route("/session", methods=["DELETE"])
 @blp.response(204)
+@blp.doc(security=[])
+@public
 def delete_session():
     """Sign the browser out (revokes its session token)"""
     identity = identify()

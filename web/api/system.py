@@ -11,7 +11,7 @@ from sqlalchemy import select
 from engine.clock import parse_duration
 from engine.errors import Conflict, ValidationFailed
 
-from .security import require, services
+from .security import public, require, services
 
 MAX_MOVE = timedelta(days=400)  # a simulation moves days or months, never centuries
 blp = Blueprint("system", __name__, url_prefix="/api/v1", description="Health and time")
@@ -43,6 +43,7 @@ class MovedClockSchema(Schema):
 @blp.route("/health", methods=["GET"])
 @blp.response(200, HealthSchema)
 @blp.doc(security=[])
+@public
 def health():
     """Liveness and readiness: the database answers; the current (possibly virtual) time"""
     svc = services()
