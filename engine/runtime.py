@@ -130,11 +130,14 @@ class ProcessRuntime:
         return result
 
     def complete(self, item: WorkItem, data: dict, *, actor: str, action: str,
-                 expected_instance_version: int | None = None) -> StepResult:
+                 expected_instance_version: int | None = None,
+                 open_items: list[WorkItem] | None = None) -> StepResult:
         """Complete the human task behind ``item`` with ``data``.
 
         Raises :class:`Conflict` if the item is no longer open or the instance
         changed underneath (someone else acted first); nothing is written then.
+        ``open_items``: the instance's open work items, if the caller already read
+        them (saves a query); otherwise they are read here.
         """
         if item.state != "open":
             raise Conflict(f"work item {item.id} ({item.title}) is already {item.state}"
@@ -152,11 +155,13 @@ class ProcessRuntime:
         except (SpiffWorkflowException, TypeError, KeyError, ValueError, AttributeError, NameError) as exc:
             raise ProcessError(f"{item.title}: {exc}") from None
         self._run(workflow)
-        open_items = self._open_items(instance)
+        if open_items is None:
+            open_items = self._open_items(instance)
         return self._save(instance, workflow, parsed, open_items=open_items, closed_task=item,
                           actor=actor, action=action, flush=False)
 
-    def deliver(self, item: WorkItem, event_name: str, payload: dict | None, *, actor: str) -> StepResult:
+    def deliver(self, item: WorkItem, event_name: str, payload: dict | None, *, actor: str,
+                open_items: list[WorkItem] | None = None) -> StepResult:
         """Deliver ``event_name`` to the boundary events on ``item``'s task (and only there).
 
         If nothing waits for it (already handled, or the task moved on) this is a
@@ -171,7 +176,8 @@ class ProcessRuntime:
         if caught == 0:
             return StepResult(instance=instance, caught=0)
         self._run(workflow)
-        open_items = self._open_items(instance)
+        if open_items is None:
+            open_items = self._open_items(instance)
         result = self._save(instance, workflow, parsed, open_items=open_items, closed_task=None, actor=actor,
                             action=None, flush=False)
         result.caught = caught

@@ -175,6 +175,26 @@ def call_of_instance(session: Session, instance_id: int) -> Call:
     return call
 
 
+def load_for_action(session: Session, item_id: int) -> tuple[WorkItem, Call, list[WorkItem]]:
+    """The work item, its call and the instance's open work items, in one query.
+
+    An action needs all three: the item to check and complete, the call to
+    update, and the other open items to see which ones the step closes.
+    """
+    instance_of = select(WorkItem.instance_id).where(WorkItem.id == item_id).scalar_subquery()
+    rows = session.execute(
+        select(WorkItem, Call).join(Call, (Call.instance_id == WorkItem.instance_id) & Call.parent_id.is_(None))
+        .options(joinedload(WorkItem.instance))
+        .where(WorkItem.instance_id == instance_of, (WorkItem.state == "open") | (WorkItem.id == item_id))
+        .order_by(WorkItem.id)).unique().all()
+    item = next((wi for wi, _call in rows if wi.id == item_id), None)
+    if item is None:
+        if session.get(WorkItem, item_id) is None:
+            raise NotFound(f"no work item {item_id}")
+        raise NotFound(f"no call for the process of work item {item_id}")
+    return item, rows[0][1], [wi for wi, _call in rows if wi.state == "open"]
+
+
 def get_work_item(session: Session, item_id: int) -> WorkItem:
     item = session.get(WorkItem, item_id, options=[joinedload(WorkItem.instance)])
     if item is None:
@@ -189,22 +209,21 @@ def act_on_work_item(ctx: ServiceContext, item_id: int, action: str, data: dict 
     :class:`Conflict` (already done, or someone else acted first); nothing is
     written when it raises.
     """
-    item = get_work_item(ctx.session, item_id)
+    item, call, open_items = load_for_action(ctx.session, item_id)
     check_may_act(ctx.user, item)
     if item.state != "open":
         raise Conflict(f"work item {item.id} ({item.title}) is already {item.state}"
                        + (f" by {item.closed_by}" if item.closed_by else ""))
     spec, values = resolve_action(item, action, data)
-    call = call_of_instance(ctx.session, item.instance_id)
     old = {"status": call.status, "level": call.level}
     if item.assignee is None:  # the first person to act on an item takes it
         item.assignee, item.claimed_at = ctx.actor, ctx.clock.now()
     outcome = spec.handler(ctx, call, item, values)
     runtime = ctx.runtime
     if outcome.kind == "complete":
-        step = runtime.complete(item, outcome.data, actor=ctx.actor, action=action)
+        step = runtime.complete(item, outcome.data, actor=ctx.actor, action=action, open_items=open_items)
     elif outcome.kind == "deliver":
-        step = runtime.deliver(item, outcome.event, outcome.data, actor=ctx.actor)
+        step = runtime.deliver(item, outcome.event, outcome.data, actor=ctx.actor, open_items=open_items)
         if step.caught == 0:
             raise Conflict(f"'{action}' cannot be done on '{item.title}' now")
         item.context = {**item.context, outcome.event: outcome.data}
@@ -232,12 +251,12 @@ def deliver_process_event(ctx: ServiceContext, item_id: int, event: str, payload
 
     Returns how many boundary events caught it; 0 means it was already handled.
     """
-    item = get_work_item(ctx.session, item_id)
+    item, call, open_items = load_for_action(ctx.session, item_id)
     if item.state != "open":
         return 0
-    call = call_of_instance(ctx.session, item.instance_id)
     old = {"status": call.status, "level": call.level}
-    step = ctx.runtime.deliver(item, event, payload or {"work_item": item.id}, actor=ctx.actor)
+    step = ctx.runtime.deliver(item, event, payload or {"work_item": item.id}, actor=ctx.actor,
+                               open_items=open_items)
     if step.caught:
         now = ctx.clock.now()
         _sync_call(ctx, call, step)
