@@ -1,4 +1,4 @@
-"""Wiring the sweeps: BPMN timers and SLA clocks, delivered through the dispatch domain.
+"""Wiring the sweeps: BPMN timers and SLA clocks, delivered through the dispatch domain; webhooks.
 
 Besides the regular interval sweep, the SLA sweep looks at the earliest pending
 deadline after every run and, with the wall clock, books a one-off run for that
@@ -16,6 +16,7 @@ from engine.models import SlaClock
 from engine.scheduler import build_scheduler, fire_due_timers
 from engine.sla import fire_due_clocks
 from workflows.calls import make_sla_deliver
+from workflows.webhooks import deliver_due
 
 from .bootstrap import Services
 
@@ -35,6 +36,8 @@ def sweep_jobs(services: Services) -> dict:
     return {
         "fire_due_sla_clocks": lambda: fire_due_clocks(services.session_factory, services.clock, deliver),
         "fire_due_timers": lambda: fire_due_timers(services.session_factory, services.clock),
+        # last, so that what the sweeps above announced goes out in the same sweep_once
+        "deliver_webhooks": lambda: deliver_due(services.session_factory, services.clock),
     }
 
 

@@ -14,6 +14,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine.clock import SHANGHAI
+
 from .models import Call, OutboxEvent, WebhookDelivery, WebhookSubscription
 
 EVENT_TYPES = ("call.filed", "call.dispatched", "call.signed", "call.warning", "call.breach", "call.supervised",
@@ -22,11 +24,15 @@ EVENT_TYPES = ("call.filed", "call.dispatched", "call.signed", "call.warning", "
 SIGNAL_EVENTS = {"sla_warning": "call.warning", "sla_breach": "call.breach", "sla_overdue": "call.supervised"}
 
 
+def _iso(moment: datetime | None) -> str | None:
+    """ISO 8601 in Asia/Shanghai, whether the value came from the database (UTC) or the clock."""
+    return moment.astimezone(SHANGHAI).isoformat() if moment is not None else None
+
+
 def call_summary(call: Call) -> dict:
     return {"number": call.number, "status": call.status, "level": call.level, "category": call.category_code,
             "urgency": call.urgency, "community": call.community_code, "street": call.street_code,
-            "created_at": call.created_at.isoformat() if call.created_at else None,
-            "closed_at": call.closed_at.isoformat() if call.closed_at else None}
+            "created_at": _iso(call.created_at), "closed_at": _iso(call.closed_at)}
 
 
 def emit(session: Session, event_type: str, call: Call, *, at: datetime, actor: str, data: dict | None = None) -> int:
@@ -39,7 +45,7 @@ def emit(session: Session, event_type: str, call: Call, *, at: datetime, actor: 
     if not subscribers:
         return 0
     event = OutboxEvent(event_type=event_type, subject=call.number or "", occurred_at=at,
-                        payload={"type": event_type, "occurred_at": at.isoformat(), "actor": actor,
+                        payload={"type": event_type, "occurred_at": _iso(at), "actor": actor,
                                  "call": call_summary(call), "data": data or {}})
     session.add(event)
     session.flush()
