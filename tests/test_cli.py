@@ -145,3 +145,41 @@ def test_sla_show_and_deploy(cli, tmp_path):
     good = tmp_path / "good.json"
     good.write_text('{"rules": [{"match": {"stage": "resolve"}, "target": {"working_days": 4}}]}')
     assert "version 2" in cli("sla", "deploy", str(good)).stdout
+
+
+# ---- API keys --------------------------------------------------------------------------------------
+def test_apikey_create_list_revoke_and_a_revoked_key_is_refused(cli, app):
+    r = cli("apikey", "create", "--name", "civic-app")
+    key = r.stdout.strip()
+    assert key.startswith("hy_") and len(key) > 30 and "\n" not in key
+    assert "files calls as huangpu.hotline" in r.stderr and "shown only this once" in r.stderr
+    listed = cli.json("apikey", "list")
+    assert [(k["name"], k["user"], k["prefix"], k["created_by"], k["revoked_at"]) for k in listed] == \
+        [("civic-app", "huangpu.hotline", key[:10], "admin", None)]
+    assert key not in cli("apikey", "list").stdout, "the key itself is never shown again"
+    assert "active" in cli("apikey", "list").stdout
+
+    client = app.test_client()
+    form = {"api_key": key, "service_code": "noise", "description": "楼上装修噪声", "address_string": "港湾路 1 号",
+            "attribute[community]": "puhui"}
+    r = client.post("/open311/v2/requests.json", data=form)
+    assert r.status_code == 200, r.get_json()
+    assert "revoked" in cli("apikey", "revoke", str(listed[0]["id"])).stdout
+    r = client.post("/open311/v2/requests.json", data=form)
+    assert r.status_code == 403 and "revoked" in r.get_json()[0]["description"]
+    assert cli.json("apikey", "list")[0]["revoked_at"].endswith("+08:00")
+    assert "REVOKED" in cli("apikey", "list").stdout
+
+
+def test_apikey_errors(cli):
+    made = cli.json("apikey", "create", "--name", "grid-app", "--user", "qingnian.grid")
+    assert made["user"] == "qingnian.grid" and made["key"].startswith("hy_")
+    assert "already exists" in cli("apikey", "create", "--name", "grid-app", expect=6).stderr
+    assert "cannot file calls" in cli("apikey", "create", "--name", "x", "--user", "water.staff", expect=3).stderr
+    assert "no active user" in cli("apikey", "create", "--name", "x", "--user", "nobody", expect=5).stderr
+    assert "not an admin" in cli("apikey", "create", "--name", "x", "--as", "water.staff", expect=4).stderr
+    assert "not an admin" in cli("apikey", "list", "--as", "water.staff", expect=4).stderr
+    assert "not an admin" in cli("apikey", "revoke", "1", "--as", "water.staff", expect=4).stderr
+    assert "no API key 999" in cli("apikey", "revoke", "999", expect=5).stderr
+    assert "1-100 characters" in cli("apikey", "create", "--name", " ", expect=3).stderr
+    assert [k["name"] for k in cli.json("apikey", "list")] == ["grid-app"], "nothing written by the failures"

@@ -650,3 +650,81 @@ def report_ranking(state: AppState, month, kind, top, as_json):
         return "\n".join(lines)
 
     _echo(out, as_json, text)
+
+
+# ---- API keys ------------------------------------------------------------------------------------
+@main.group()
+def apikey():
+    """Integrators' API keys (the Open311 ``api_key``; each files calls as one user)."""
+
+
+def _as_admin(state: AppState, session, username: str):
+    ctx = _context(state, session, username)
+    if ctx.user.role != "admin":
+        raise Forbidden(f"{username} is not an admin")
+    return ctx
+
+
+def _key_dict(row) -> dict:
+    return {"id": row.id, "name": row.name, "prefix": row.prefix, "user": row.user.username,
+            "created_at": _iso(row.created_at), "created_by": row.created_by, "revoked_at": _iso(row.revoked_at)}
+
+
+@apikey.command("create")
+@click.option("--name", required=True, help="Who the key is for (unique), e.g. the app's name.")
+@click.option("--user", "username", default=None,
+              help="The user it files calls as (default: the district's hotline user).")
+@click.option("--as", "admin", default="admin", show_default=True, help="The admin issuing it.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def apikey_create(state: AppState, name, username, admin, as_json):
+    """Issue a key; it is printed once (only its hash is stored)."""
+    from workflows.auth import create_api_key
+
+    with transaction(state) as session:
+        ctx = _as_admin(state, session, admin)
+        issued = create_api_key(session, name, username=username, now=ctx.clock.now(), actor=admin)
+        out = {**_key_dict(issued.row), "key": issued.key}
+    if as_json:
+        click.echo(json.dumps(out, ensure_ascii=False, indent=2))
+        return
+    click.echo(out["key"])
+    click.echo(f"API key {out['id']} '{out['name']}' files calls as {out['user']}. It is shown only this once: "
+               "give it to the integrator now (revoke with `huying apikey revoke ID`).", err=True)
+
+
+@apikey.command("list")
+@click.option("--as", "admin", default="admin", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def apikey_list(state: AppState, admin, as_json):
+    """Every key: name, prefix, the user it files as, when created, whether revoked (never the key)."""
+    from workflows.auth import list_api_keys
+
+    with transaction(state) as session:
+        _as_admin(state, session, admin)
+        out = [_key_dict(row) for row in list_api_keys(session)]
+
+    def text():
+        if not out:
+            return "no API keys"
+        return "\n".join(f"{k['id']:<4} {k['name']:<24} {k['prefix']}…  files as {k['user']:<18} "
+                         f"created {k['created_at']} by {k['created_by']}  "
+                         + (f"REVOKED {k['revoked_at']}" if k["revoked_at"] else "active") for k in out)
+
+    _echo(out, as_json, text)
+
+
+@apikey.command("revoke")
+@click.argument("key_id", type=int)
+@click.option("--as", "admin", default="admin", show_default=True)
+@pass_state
+def apikey_revoke(state: AppState, key_id, admin):
+    """Revoke key KEY_ID (from `huying apikey list`): requests with it are refused from now on."""
+    from workflows.auth import revoke_api_key
+
+    with transaction(state) as session:
+        ctx = _as_admin(state, session, admin)
+        row = revoke_api_key(session, key_id, now=ctx.clock.now(), actor=admin)
+        out = _key_dict(row)
+    click.echo(f"API key {out['id']} '{out['name']}' revoked at {out['revoked_at']}")
