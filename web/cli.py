@@ -449,7 +449,8 @@ def sweep(state: AppState, as_json: bool):
 
     out = sweep_once(state.services)
     _echo(out, as_json, lambda: f"fired {out['fire_due_sla_clocks']} SLA events, "
-                                f"advanced {out['fire_due_timers']} timers")
+                                f"advanced {out['fire_due_timers']} timers, "
+                                f"delivered {out.get('deliver_webhooks', 0)} webhooks")
 
 
 # ---- calendar ------------------------------------------------------------------------------------
