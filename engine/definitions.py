@@ -208,7 +208,7 @@ def deploy(session: Session, files: Mapping[str, bytes | str], *, at: datetime, 
                                 spec_json=dump_specs(proc), deployed_at=at, deployed_by=actor, note=note)
         session.add(row)
         session.flush()
-        SPEC_CACHE.put(row.id, proc)
+        SPEC_CACHE.put(row.id, digest, proc)
         results.append(DeployResult(pid, version, row.id, True))
     return results
 
@@ -226,24 +226,28 @@ def list_definitions(session: Session, process_id: str | None = None) -> list[Pr
 
 
 class SpecCache:
-    """Parsed specs per definition id, shared by every request in the process."""
+    """Parsed specs per definition (id and content hash), shared by every request in the process.
+
+    Keyed by the hash too: a deploy whose transaction rolled back may leave its
+    parsed spec here under an id the database later gives to another version.
+    """
 
     def __init__(self):
-        self._specs: dict[int, ParsedProcess] = {}
+        self._specs: dict[tuple[int, str], ParsedProcess] = {}
         self._lock = threading.Lock()
 
-    def put(self, definition_id: int, parsed: ParsedProcess) -> None:
+    def put(self, definition_id: int, sha256: str, parsed: ParsedProcess) -> None:
         with self._lock:
-            self._specs[definition_id] = parsed
+            self._specs[(definition_id, sha256)] = parsed
 
     def get(self, definition: ProcessDefinition) -> ParsedProcess:
-        parsed = self._specs.get(definition.id)
+        parsed = self._specs.get((definition.id, definition.sha256))
         if parsed is None:
             try:
                 parsed = load_specs(definition.process_id, definition.spec_json)
             except Exception:  # noqa: BLE001 - e.g. a spec stored by an older SpiffWorkflow: re-parse the XML
                 parsed = parse_bundle(definition.files)[definition.process_id]
-            self.put(definition.id, parsed)
+            self.put(definition.id, definition.sha256, parsed)
         return parsed
 
     def clear(self) -> None:

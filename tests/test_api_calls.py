@@ -207,3 +207,12 @@ def test_openapi_document_and_docs_are_served(api):
     asset = api.client.get("/api/v1/docs/assets/swagger-ui-bundle.js")
     assert asset.status_code == 200 and asset.mimetype == "text/javascript"
     asset.close()
+
+
+def test_nul_characters_are_refused_at_the_edge(api):
+    grid = api.as_("qingnian.grid")
+    r = grid.post("/api/v1/calls", json={"category": "noise", "description": "a\u0000b", "location": "l"})
+    assert r.status_code == 422 and r.get_json()["message"] == "text must not contain NUL characters"
+    assert grid.get("/api/v1/calls?q=%00").status_code == 422
+    assert grid.get("/api/v1/calls/HY%00").status_code == 404
+    assert api.as_("huangpu.supervisor").get("/api/v1/calls").get_json()["total"] == 0

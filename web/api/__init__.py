@@ -10,7 +10,7 @@ from flask_smorest import Api
 from engine.errors import EngineError
 
 from . import errors
-from .security import gate, limiter
+from .security import gate, limiter, reject_nul
 
 # (module, attribute) of every blueprint; each feature registers itself here
 BLUEPRINTS = [
@@ -65,6 +65,7 @@ def init_api(app: Flask, settings) -> HuyingApi:
     for module, attr in BLUEPRINTS:
         api.register_blueprint(getattr(import_module(module), attr))
     app.before_request(gate)
+    app.before_request(reject_nul)
     app.register_error_handler(EngineError, errors.handle_engine_error)
     app.register_error_handler(Exception, errors.handle_unexpected)
 

@@ -94,6 +94,8 @@ def handle_http_exception(error: HTTPException):
                     merged.setdefault("_schema", part)
             messages = merged
         errors = flatten(messages)
+    elif isinstance(data.get("errors"), dict):
+        errors = flatten(data["errors"])
     message = data.get("message")
     if not message:
         if errors:

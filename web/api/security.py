@@ -138,3 +138,22 @@ def signin_limit() -> str:
 
 def filing_limit() -> str:
     return current_app.config["HUYING_RATELIMIT_FILING"]
+
+
+def reject_nul() -> None:
+    """Text with NUL characters is refused at the edge (PostgreSQL cannot store them): 404 in a path,
+    422 in a query parameter, form field or JSON body."""
+    if not request.path.startswith("/api/v1/"):
+        return
+    if "\x00" in request.path:
+        abort(404, message="no such resource")
+    bad = sorted({k for k, v in request.args.items(multi=True) if "\x00" in k or "\x00" in v})
+    if request.mimetype == "multipart/form-data" or request.mimetype == "application/x-www-form-urlencoded":
+        bad += sorted({k for k, v in request.form.items(multi=True) if "\x00" in k or "\x00" in v})
+    elif request.is_json:
+        raw = request.get_data(cache=True)
+        if b"\\u0000" in raw or b"\x00" in raw:
+            bad.append("_schema")
+    if bad:
+        abort(422, message="text must not contain NUL characters",
+              errors={name: ["must not contain NUL characters"] for name in bad})
