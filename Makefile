@@ -34,6 +34,7 @@ lint: install
 bench: install
 	$(PY) bench/lifecycle.py
 	$(PY) bench/sla.py
+	$(PY) bench/http.py
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

@@ -46,6 +46,12 @@ class StepResult:
     open_items: list[WorkItem] = field(default_factory=list)
 
 
+@dataclass
+class Trace:
+    completed: dict[str, int] = field(default_factory=dict)  # element id -> times completed (loops repeat)
+    active: set[str] = field(default_factory=set)  # waiting for people, or running
+
+
 class WorkflowCache:
     """Restored workflows of recently committed instance versions, to skip restoring them again.
 
@@ -196,6 +202,26 @@ class ProcessRuntime:
 
     def open_items(self, instance: ProcessInstance) -> list[WorkItem]:
         return self._open_items(instance)
+
+    def trace(self, instance: ProcessInstance) -> Trace:
+        """Where the instance is and where it has been, by BPMN element id (for a highlighted diagram).
+
+        Read from the stored state (never the shared cache: a read must not race a step).
+        """
+        workflow = load_state(instance.state, self.cache.get(instance.definition))
+        trace = Trace()
+        for wf in (workflow, *workflow.subprocesses.values()):
+            for task in wf.tasks.values():
+                spec = task.task_spec
+                element = spec.bpmn_id
+                if not element:
+                    continue
+                if task._state == TaskState.COMPLETED:
+                    trace.completed[element] = trace.completed.get(element, 0) + 1
+                elif task._state in (TaskState.READY, TaskState.STARTED) or (
+                        task._state == TaskState.WAITING and not hasattr(spec, "cancel_activity")):
+                    trace.active.add(element)
+        return trace
 
     # ---- internals --------------------------------------------------------------------------
     def _load(self, instance: ProcessInstance) -> tuple[ParsedProcess, BpmnWorkflow]:

@@ -375,6 +375,33 @@ def show_call(ctx: ServiceContext, number: str) -> CallView:
 
 
 @dataclass
+class CallDiagram:
+    file_name: str
+    xml: str
+    process_id: str
+    version: int
+    completed: dict[str, int]
+    active: list[str]
+
+
+def call_diagram(ctx: ServiceContext, number: str) -> CallDiagram:
+    """The BPMN diagram of the version the call runs on, with its path so far and its current position."""
+    call = get_call(ctx, number)
+    root = call.parent if call.parent_id else call
+    if root.instance_id is None:
+        raise NotFound(f"{number} has no process")
+    from engine.models import ProcessInstance
+
+    instance = ctx.session.get(ProcessInstance, root.instance_id)
+    definition = instance.definition
+    trace = ctx.runtime.trace(instance)
+    marker = f'id="{definition.process_id}"'
+    name, xml = next(((n, x) for n, x in sorted(definition.files.items()) if n.endswith(".bpmn") and marker in x),
+                     next(iter(sorted(definition.files.items()))))
+    return CallDiagram(name, xml, definition.process_id, definition.version, trace.completed, sorted(trace.active))
+
+
+@dataclass
 class ItemDeadline:
     """A work item's SLA deadline as its owner sees it."""
 

@@ -197,3 +197,79 @@ def monthly_ranking(session: Session, month: str, kind: str, *, now: datetime, c
     metrics.sort(key=lambda u: (u.score is None, -(u.score or 0), u.unit))
     red, black = red_black(metrics, top)
     return Ranking(month, kind, metrics, red, black)
+
+
+# ---- the supervisors' dashboard ------------------------------------------------------------------
+
+@dataclass
+class Dashboard:
+    now: datetime
+    month: str
+    overdue_total: int
+    overdue_by_street: dict[str, int]
+    overdue_by_department: dict[str, int]
+    warnings_today: list[dict]  # running clocks whose deadline falls later today
+    month_totals: dict[str, float | int | None]  # district-wide on-time sign/resolve, satisfaction...
+    trend: list[dict]  # per day: filed, closed, breached
+
+
+def dashboard(session: Session, *, now: datetime, calendar, days: int = 30) -> Dashboard:
+    """What a supervisor looks at first: overdue work by street and department, today's deadlines,
+    this month's rates and the last ``days`` days' trend."""
+    from datetime import timedelta
+
+    from sqlalchemy import func
+
+    from engine.models import SlaEvent
+
+    local = now.astimezone(SHANGHAI)
+    month = f"{local:%Y-%m}"
+    overdue_rows = session.execute(
+        select(Call.street_code, SlaClock.unit, OrgUnit.kind, func.count())
+        .join(Call, and_(Call.instance_id == SlaClock.instance_id, Call.parent_id.is_(None)))
+        .join(OrgUnit, OrgUnit.code == SlaClock.unit)
+        .where(SlaClock.state == "running", SlaClock.due_at <= now)
+        .group_by(Call.street_code, SlaClock.unit, OrgUnit.kind)).all()
+    by_street: dict[str, int] = defaultdict(int)
+    by_department: dict[str, int] = defaultdict(int)
+    for street, unit, kind, n in overdue_rows:
+        by_street[street] += n
+        if kind == "department":
+            by_department[unit] += n
+    end_of_day = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), SHANGHAI)
+    today = session.execute(
+        select(SlaClock, Call.number).join(Call, and_(Call.instance_id == SlaClock.instance_id,
+                                                      Call.parent_id.is_(None)))
+        .where(SlaClock.state == "running", SlaClock.due_at > now, SlaClock.due_at < end_of_day)
+        .order_by(SlaClock.due_at).limit(100)).all()
+    warnings = [{"call": number, "unit": c.unit, "stage": c.stage, "due_at": c.due_at, "work_item_id": c.work_item_id,
+                 "warned": c.warned_at is not None} for c, number in today]
+    departments = monthly_ranking(session, month, "department", now=now, calendar=calendar)
+    streets = monthly_ranking(session, month, "street", now=now, calendar=calendar)
+
+    def total(units, attr):
+        return sum(getattr(u, attr) for u in units)
+
+    d, s = departments.units, streets.units
+    totals = {"should_sign": total(d, "should_sign"), "signed_on_time": total(d, "signed_on_time"),
+              "should_resolve": total(d, "should_resolve"), "resolved_on_time": total(d, "resolved_on_time"),
+              "rated": total(s, "rated"), "satisfied": total(s, "satisfied")}
+    totals["on_time_sign"] = _rate(totals["signed_on_time"], totals["should_sign"])
+    totals["on_time_resolve"] = _rate(totals["resolved_on_time"], totals["should_resolve"])
+    totals["satisfaction"] = _rate(totals["satisfied"], totals["rated"])
+    start_day = local.date() - timedelta(days=days - 1)
+    since = datetime.combine(start_day, datetime.min.time(), SHANGHAI)
+    series = {start_day + timedelta(days=i): {"filed": 0, "closed": 0, "breached": 0} for i in range(days)}
+
+    def count(column, where, key):
+        for (moment,) in session.execute(select(column).where(column >= since, *where)):
+            day = moment.astimezone(SHANGHAI).date()
+            if day in series:
+                series[day][key] += 1
+
+    count(Call.created_at, [Call.parent_id.is_(None)], "filed")
+    count(Call.closed_at, [Call.parent_id.is_(None), Call.status == "closed"], "closed")
+    count(SlaEvent.occurred_at, [SlaEvent.kind == "urge", SlaEvent.actor == "scheduler"], "breached")
+    trend = [{"day": day.isoformat(), **values} for day, values in sorted(series.items())]
+    return Dashboard(now, month, sum(by_street.values()), dict(by_street), dict(by_department), warnings, totals,
+                     trend)

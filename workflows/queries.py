@@ -96,3 +96,67 @@ def search_calls(ctx: ServiceContext, f: CallFilter) -> tuple[int, list[tuple[Ca
         select(Call, overdue_clause(now).label("overdue")).where(where).order_by(*order)
         .limit(f.per_page).offset((f.page - 1) * f.per_page)).all()
     return total, [(call, bool(overdue)) for call, overdue in rows]
+
+
+# ---- duplicates -----------------------------------------------------------------------------------
+
+def _distance_m(a_lat, a_lon, b_lat, b_lon) -> float:
+    """Great-circle distance in metres (haversine)."""
+    from math import asin, cos, radians, sin, sqrt
+
+    dlat, dlon = radians(b_lat - a_lat), radians(b_lon - a_lon)
+    h = sin(dlat / 2) ** 2 + cos(radians(a_lat)) * cos(radians(b_lat)) * sin(dlon / 2) ** 2
+    return 2 * 6371000 * asin(sqrt(h))
+
+
+def _text_similarity(a: str, b: str) -> float:
+    """Share of character bigrams in common (Chinese addresses have no spaces to split on)."""
+    def grams(text):
+        text = "".join(text.split())
+        return {text[i:i + 2] for i in range(len(text) - 1)} or {text}
+    ga, gb = grams(a or ""), grams(b or "")
+    return len(ga & gb) / len(ga | gb) if ga and gb else 0.0
+
+
+@dataclass
+class Duplicate:
+    call: Call
+    score: float  # 0-1
+    distance_m: float | None
+    reason: str
+
+
+NEAR_M = 300.0
+
+
+def possible_duplicates(ctx: ServiceContext, call: Call, *, days: int = 7, limit: int = 5) -> list[Duplicate]:
+    """Earlier open calls that may be the same problem: same category, near the same place, recent.
+
+    "Near": within 300 m when both calls have coordinates, else the same community with a
+    similar address.  Only calls the user may see; never child tickets, voided or merged calls.
+    """
+    from datetime import timedelta
+
+    since = call.created_at - timedelta(days=days)
+    rows = ctx.session.scalars(select(Call).where(
+        visible_calls(ctx.user), Call.category_code == call.category_code, Call.parent_id.is_(None),
+        Call.id < call.id, Call.created_at >= since, Call.created_at <= call.created_at,
+        Call.status.notin_(("voided", "merged")), Call.street_code == call.street_code)
+        .order_by(Call.created_at.desc()).limit(200)).all()
+    found = []
+    for other in rows:
+        distance = None
+        if None not in (call.latitude, call.longitude, other.latitude, other.longitude):
+            distance = _distance_m(call.latitude, call.longitude, other.latitude, other.longitude)
+        text = _text_similarity(call.location, other.location)
+        if distance is not None and distance <= NEAR_M:
+            score, reason = 1.0 - distance / (2 * NEAR_M), f"{distance:.0f} m away"
+        elif other.community_code == call.community_code and text >= 0.3:
+            score, reason = 0.4 + 0.5 * text, "same community, similar address"
+        else:
+            continue
+        if other.status == "closed":
+            score *= 0.8
+        found.append(Duplicate(other, round(score, 3), distance, reason))
+    found.sort(key=lambda d: (-d.score, -d.call.id))
+    return found[:limit]

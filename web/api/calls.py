@@ -11,10 +11,11 @@ from sqlalchemy.exc import IntegrityError
 
 from engine.errors import Forbidden
 from workflows.attachments import MAX_FILES, AttachmentStore, Upload, claim_uploads, get_attachment
-from workflows.calls import FileCallSchema, file_call_once, replay_filing, show_call
+from workflows.calls import FileCallSchema, call_diagram, file_call_once, replay_filing, show_call
+from workflows.calls import get_call as find_call
 from workflows.models import Attachment, Call
 from workflows.org import FILING_ROLES, may_see_call
-from workflows.queries import SORTS, CallFilter, search_calls
+from workflows.queries import SORTS, CallFilter, possible_duplicates, search_calls
 
 from .present import attachment_out, call_out, clock_out, item_out
 from .schemas import LEVELS, STATUSES, AttachmentSchema, CallDetailSchema, CallPageSchema, CallSchema
@@ -130,6 +131,48 @@ def get_call(number):
     out["attachments"] = [attachment_out(a) for a in g.db.query(Attachment).filter(Attachment.call_id == root.id)
                           .order_by(Attachment.id)]
     return out
+
+
+class DiagramSchema(Schema):
+    file_name = fields.String()
+    process_id = fields.String()
+    version = fields.Integer()
+    xml = fields.String(metadata={"description": "the BPMN 2.0 XML of the version this call runs on"})
+    completed = fields.Dict(keys=fields.String(), values=fields.Integer(),
+                            metadata={"description": "element id -> times completed (the path so far)"})
+    active = fields.List(fields.String(), metadata={"description": "element ids where the call is now"})
+
+
+class DuplicateSchema(Schema):
+    call = fields.Nested(CallSchema)
+    score = fields.Float(metadata={"description": "0-1, higher is more likely the same problem"})
+    distance_m = fields.Float(allow_none=True)
+    reason = fields.String()
+
+
+class DuplicateQuery(Schema):
+    days = fields.Integer(load_default=7, validate=validate.Range(min=1, max=90))
+    limit = fields.Integer(load_default=5, validate=validate.Range(min=1, max=20))
+
+
+@blp.route("/<string:number>/diagram", methods=["GET"])
+@blp.response(200, DiagramSchema)
+def get_diagram(number):
+    """The call's process diagram with the path taken so far and the current position"""
+    d = call_diagram(ctx(), number)
+    return {"file_name": d.file_name, "process_id": d.process_id, "version": d.version, "xml": d.xml,
+            "completed": d.completed, "active": d.active}
+
+
+@blp.route("/<string:number>/duplicates", methods=["GET"])
+@blp.arguments(DuplicateQuery, location="query")
+@blp.response(200, DuplicateSchema(many=True))
+def get_duplicates(args, number):
+    """Earlier calls that may be the same problem (same category, near the same place, recent)"""
+    c = ctx()
+    call = find_call(c, number)
+    return [{"call": call_out(d.call), "score": d.score, "distance_m": d.distance_m, "reason": d.reason}
+            for d in possible_duplicates(c, call, days=args["days"], limit=args["limit"])]
 
 
 # ---- attachments -----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from marshmallow import Schema, fields, validate
 
 from workflows.supervision import OVERSIGHT_ROLES, SUPERVISE_ROLES, UrgeSchema, overdue_items, urge
 
+from .export import FORMATS, table_response
 from .present import call_out, clock_out, item_out
 from .schemas import CallSchema, ClockSchema, WorkItemSchema
 from .security import ctx, require
@@ -22,6 +23,8 @@ class OverdueQuery(Schema):
     stage = fields.String(load_default=None, validate=validate.Length(min=1, max=50))
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
     per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    format = fields.String(load_default="json", validate=validate.OneOf(FORMATS),
+                           metadata={"description": "json, or csv / xlsx to download (all matching rows, max 10000)"})
 
 
 class OverdueEntrySchema(Schema):
@@ -55,6 +58,12 @@ class UrgeResultSchema(Schema):
     escalated = fields.Boolean(metadata={"description": "a 督办 past the deadline escalated the call at once"})
 
 
+OVERDUE_COLUMNS = [("call", "呼叫编号 call"), ("category", "类别 category"), ("street", "街镇 street"),
+                   ("community", "社区 community"), ("unit", "责任单位 unit"), ("stage", "环节 stage"),
+                   ("due_at", "时限 due"), ("overdue", "超时 overdue by"), ("urges", "催办 urges"),
+                   ("supervised", "督办 supervised")]
+
+
 @blp.route("/overdue", methods=["GET"])
 @blp.arguments(OverdueQuery, location="query")
 @blp.response(200, OverduePageSchema)
@@ -64,6 +73,14 @@ def overdue(args):
     c = ctx()
     now = c.clock.now()
     calendar = c.sla.calendars.get(g.db)
+    if args["format"] != "json":
+        _total, rows = overdue_items(g.db, now=now, street=args["street"], unit=args["unit"], stage=args["stage"],
+                                     limit=10000)
+        table = [{"call": e.call.number, "category": e.call.category_code, "street": e.call.street_code,
+                  "community": e.call.community_code, "unit": e.clock.unit, "stage": e.clock.stage,
+                  "due_at": e.clock.due_at, "overdue": clock_out(e.clock, calendar, now)["remaining"],
+                  "urges": e.urges, "supervised": "yes" if e.supervised else ""} for e in rows]
+        return table_response(table, OVERDUE_COLUMNS, args["format"], f"overdue-{now:%Y%m%d-%H%M}")
     total, rows = overdue_items(g.db, now=now, street=args["street"], unit=args["unit"], stage=args["stage"],
                                 limit=args["per_page"], offset=(args["page"] - 1) * args["per_page"])
     return {"items": [{"call": call_out(e.call, True), "item": item_out(e.item, c.user),
