@@ -112,6 +112,24 @@ class StoredVirtualClock:
             return row.now.astimezone(self.tz)
 
 
+class MemoClock:
+    """One instant per unit of work: the first ``now()`` is read from ``clock`` and then kept.
+
+    A request reads the time once (a stored virtual clock costs a query per
+    read) and every timestamp it writes agrees.
+    """
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.virtual = getattr(clock, "virtual", False)
+        self._now: datetime | None = None
+
+    def now(self) -> datetime:
+        if self._now is None:
+            self._now = self.clock.now()
+        return self._now
+
+
 def parse_duration(text: str) -> timedelta:
     """Parse ``90m``, ``2h``, ``3d``, ``1d2h30m`` or ISO-8601 ``PT2H``/``P3D`` durations."""
     import re

@@ -22,6 +22,8 @@ def test_scenario_1_through_http(api):
     assert r.status_code == 201, r.get_json()
     no = r.get_json()["number"]
     assert r.get_json()["status"] == "triage" and r.get_json()["photos"] == [photo["url"]]
+    [triage] = r.get_json()["open_items"]  # no second request needed to find the next step
+    assert triage["task"] == "street_triage" and triage["owner_unit"] == "xiagang" and triage["may_act"] is False
     assert r.headers["Location"] == f"/api/v1/calls/{no}"
     api.do(no, "xiagang.dispatcher", "dispatch", {"lead": "power", "assists": ["telecom", "police"]})
     for dept in ("power", "telecom", "police"):
@@ -216,3 +218,15 @@ def test_nul_characters_are_refused_at_the_edge(api):
     assert grid.get("/api/v1/calls?q=%00").status_code == 422
     assert grid.get("/api/v1/calls/HY%00").status_code == 404
     assert api.as_("huangpu.supervisor").get("/api/v1/calls").get_json()["total"] == 0
+
+
+def test_queue_total_is_counted_up_to_a_cap(api, district):
+    from workflows.calls import count_my_work
+
+    for _ in range(3):
+        api.file(category="noise")
+    page = api.as_("xiagang.dispatcher").get("/api/v1/work?per_page=2").get_json()
+    assert page["total"] == 3 and page["total_exact"] is True and len(page["items"]) == 2
+    with district.session() as s:
+        assert count_my_work(district.ctx(s, "xiagang.dispatcher"), cap=2) == (2, False)
+        assert count_my_work(district.ctx(s, "xiagang.dispatcher"), cap=3) == (3, True)

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from marshmallow import Schema, fields, validate
 from marshmallow import ValidationError as SchemaError
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from engine.audit import audit_trail, record_audit
 from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -58,10 +58,14 @@ def _load(schema: Schema, data) -> dict:
 
 
 def file_call(ctx: ServiceContext, data: dict) -> Call:
-    """A grid worker (or community staff, or a street dispatcher) files a call; starts its process.
+    """A grid worker (or community staff, a street dispatcher, the hotline) files a call; starts its process.
 
     Raises :class:`ValidationFailed` (bad input) or :class:`Forbidden` (role).
     """
+    return _file(ctx, data)[0]
+
+
+def _file(ctx: ServiceContext, data: dict) -> tuple[Call, StepResult]:
     user = ctx.user
     if user.role not in FILING_ROLES:
         raise Forbidden(f"{user.role} cannot file calls")
@@ -112,13 +116,14 @@ def file_call(ctx: ServiceContext, data: dict) -> Call:
     emit(ctx.session, "call.filed", call, at=now, actor=ctx.actor,
          data={"description": call.description, "location": call.location, "photos": call.photos})
     ctx.session.flush()
-    return call
+    return call, step
 
 
 @dataclass
 class Filing:
     call: Call
     replayed: bool  # True: an earlier request with the same Idempotency-Key filed it
+    open_items: list[WorkItem] = field(default_factory=list)  # the call's open work items now
 
 
 def file_call_once(ctx: ServiceContext, data: dict, *, key: str | None, request_hash: str) -> Filing:
@@ -133,17 +138,18 @@ def file_call_once(ctx: ServiceContext, data: dict, *, key: str | None, request_
     from .models import IdempotencyKey
 
     if key is None:
-        return Filing(file_call(ctx, data), False)
+        call, step = _file(ctx, data)
+        return Filing(call, False, step.open_items)
     replay = replay_filing(ctx, key, request_hash)
     if replay is not None:
         return replay
     row = IdempotencyKey(user_id=ctx.user.id, key=key, request_hash=request_hash, created_at=ctx.clock.now())
     ctx.session.add(row)
     ctx.session.flush()  # a racing twin blocks here (PostgreSQL) or fails on the unique index
-    call = file_call(ctx, data)
+    call, step = _file(ctx, data)
     row.call_id = call.id
     ctx.session.flush()
-    return Filing(call, False)
+    return Filing(call, False, step.open_items)
 
 
 def replay_filing(ctx: ServiceContext, key: str, request_hash: str) -> Filing | None:
@@ -155,7 +161,10 @@ def replay_filing(ctx: ServiceContext, key: str, request_hash: str) -> Filing | 
         return None
     if row.request_hash != request_hash:
         raise Conflict("this Idempotency-Key was already used for a different request; use a new key")
-    return Filing(ctx.session.get(Call, row.call_id), True)
+    call = ctx.session.get(Call, row.call_id)
+    items = list(ctx.session.scalars(select(WorkItem).where(WorkItem.instance_id == call.instance_id,
+                                                            WorkItem.state == "open").order_by(WorkItem.id)))
+    return Filing(call, True, items)
 
 
 @dataclass
@@ -184,7 +193,7 @@ def load_for_action(session: Session, item_id: int) -> tuple[WorkItem, Call, lis
     instance_of = select(WorkItem.instance_id).where(WorkItem.id == item_id).scalar_subquery()
     rows = session.execute(
         select(WorkItem, Call).join(Call, (Call.instance_id == WorkItem.instance_id) & Call.parent_id.is_(None))
-        .options(joinedload(WorkItem.instance))
+        .options(joinedload(WorkItem.instance), joinedload(Call.reporter))
         .where(WorkItem.instance_id == instance_of, (WorkItem.state == "open") | (WorkItem.id == item_id))
         .order_by(WorkItem.id)).unique().all()
     item = next((wi for wi, _call in rows if wi.id == item_id), None)
@@ -455,13 +464,17 @@ def _queue_filter(ctx: ServiceContext):
     return (WorkItem.owner_unit == ctx.user.unit.code, WorkItem.state == "open", WorkItem.lane.in_(lanes))
 
 
-def count_my_work(ctx: ServiceContext) -> int:
+def count_my_work(ctx: ServiceContext, cap: int = 1000) -> tuple[int, bool]:
+    """(count, exact): how many items are in the queue, counting at most ``cap`` (a busy unit's
+    exact total would cost a scan of all its open work on every page)."""
     where = _queue_filter(ctx)
     if where is None:
-        return 0
+        return 0, True
     from sqlalchemy import func
 
-    return ctx.session.scalar(select(func.count()).select_from(WorkItem).where(*where)) or 0
+    n = ctx.session.scalar(select(func.count()).select_from(
+        select(WorkItem.id).where(*where).limit(cap + 1).subquery())) or 0
+    return min(n, cap), n <= cap
 
 
 def my_work(ctx: ServiceContext, limit: int = 200, offset: int = 0) -> list[QueueEntry]:
@@ -471,6 +484,7 @@ def my_work(ctx: ServiceContext, limit: int = 200, offset: int = 0) -> list[Queu
         return []
     rows = ctx.session.execute(
         select(WorkItem, Call).join(Call, (Call.instance_id == WorkItem.instance_id) & Call.parent_id.is_(None))
+        .options(selectinload(Call.reporter))
         .where(*where)
         .order_by(WorkItem.due_at.asc().nulls_last(), WorkItem.created_at, WorkItem.id)
         .limit(limit).offset(offset)).all()

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_, exists, false, func, or_, select
+from sqlalchemy.orm import selectinload
 from sqlalchemy.sql import ColumnElement
 
 from engine.models import SlaClock, WorkItem
@@ -93,7 +94,8 @@ def search_calls(ctx: ServiceContext, f: CallFilter) -> tuple[int, list[tuple[Ca
     column = SORTS[f.sort.lstrip("-")]
     order = (column.desc(), Call.id.desc()) if f.sort.startswith("-") else (column.asc(), Call.id.asc())
     rows = ctx.session.execute(
-        select(Call, overdue_clause(now).label("overdue")).where(where).order_by(*order)
+        select(Call, overdue_clause(now).label("overdue")).where(where).options(selectinload(Call.reporter))
+        .order_by(*order)
         .limit(f.per_page).offset((f.page - 1) * f.per_page)).all()
     return total, [(call, bool(overdue)) for call, overdue in rows]
 

@@ -12,7 +12,16 @@ from workflows.auth import revoke_token, sign_in
 
 from .present import user_out
 from .schemas import UserSchema
-from .security import current_user, identify, limiter, public, services, signin_key, signin_limit
+from .security import (
+    current_user,
+    identify,
+    limiter,
+    public,
+    request_clock,
+    services,
+    signin_key,
+    signin_limit,
+)
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Sign in and out")
 
@@ -46,7 +55,7 @@ class MeSchema(Schema):
 def _sign_in(body: dict, kind: str):
     svc = services()
     ttl = timedelta(hours=svc.settings.token_ttl_hours)
-    issued = sign_in(g.db, body["username"], body["password"], now=svc.clock.now(), ttl=ttl, kind=kind,
+    issued = sign_in(g.db, body["username"], body["password"], now=request_clock().now(), ttl=ttl, kind=kind,
                      client=body.get("client") or request.headers.get("User-Agent", ""))
     if issued is None:
         abort(401, message="wrong username or password, or the account is disabled")
@@ -73,7 +82,7 @@ def revoke_current():
     """Sign out: revoke the token (or browser session) this request was made with"""
     current_user()
     identity = identify()
-    revoke_token(g.db, identity.token, now=services().clock.now(), actor=identity.user.username)
+    revoke_token(g.db, identity.token, now=request_clock().now(), actor=identity.user.username)
     g.db.commit()
     if identity.via == "session":
         session.clear()
@@ -103,7 +112,7 @@ def delete_session():
     """Sign the browser out (revokes its session token)"""
     identity = identify()
     if identity is not None:
-        revoke_token(g.db, identity.token, now=services().clock.now(), actor=identity.user.username)
+        revoke_token(g.db, identity.token, now=request_clock().now(), actor=identity.user.username)
         g.db.commit()
     session.clear()
 

@@ -18,8 +18,16 @@ from workflows.org import FILING_ROLES, may_see_call
 from workflows.queries import SORTS, CallFilter, possible_duplicates, search_calls
 
 from .present import attachment_out, call_out, clock_out, item_out
-from .schemas import LEVELS, STATUSES, AttachmentSchema, CallDetailSchema, CallPageSchema, CallSchema
-from .security import ctx, current_user, filing_limit, limiter, require, services, user_key
+from .schemas import (
+    LEVELS,
+    STATUSES,
+    AttachmentSchema,
+    CallDetailSchema,
+    CallPageSchema,
+    CallSchema,
+    FiledCallSchema,
+)
+from .security import ctx, current_user, filing_limit, limiter, request_clock, require, services, user_key
 
 blp = Blueprint("calls", __name__, url_prefix="/api/v1/calls", description="Calls (tickets)")
 attachments = Blueprint("attachments", __name__, url_prefix="/api/v1/attachments",
@@ -69,8 +77,8 @@ def _request_hash(body: dict) -> str:
 @limiter.limit(filing_limit, key_func=user_key)
 @blp.arguments(FileCallRequest)
 @blp.arguments(IdempotencyHeaders, location="headers", as_kwargs=True)
-@blp.response(201, CallSchema)
-@blp.alt_response(200, schema=CallSchema, description="replayed: the call an earlier request with this "
+@blp.response(201, FiledCallSchema)
+@blp.alt_response(200, schema=FiledCallSchema, description="replayed: the call an earlier request with this "
                                                       "Idempotency-Key filed")
 @require(*sorted(FILING_ROLES))
 def file_a_call(body, idempotency_key=None):
@@ -98,7 +106,9 @@ def file_a_call(body, idempotency_key=None):
     headers = {"Location": f"/api/v1/calls/{filing.call.number}"}
     if filing.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return call_out(filing.call), status, headers
+    out = call_out(filing.call)
+    out["open_items"] = [item_out(wi, c.user) for wi in filing.open_items]
+    return out, status, headers
 
 
 @blp.route("", methods=["GET"])
@@ -201,7 +211,7 @@ def upload(form, _files):
             uploads.append(Upload(f.filename or "upload", f.read(store.max_bytes + 1)))
         finally:
             f.close()
-    rows = store.save(g.db, uploads, purpose=form["purpose"], actor=user.username, at=svc.clock.now(),
+    rows = store.save(g.db, uploads, purpose=form["purpose"], actor=user.username, at=request_clock().now(),
                       field="file")
     g.db.commit()
     return [attachment_out(a) for a in rows]

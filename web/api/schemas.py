@@ -86,6 +86,10 @@ class CallSchema(Schema):
     closed_at = fields.DateTime(allow_none=True)
 
 
+class FiledCallSchema(CallSchema):
+    open_items = fields.List(fields.Nested(WorkItemSchema), metadata={"description": "the call's open work now"})
+
+
 class CallPageSchema(Schema):
     items = fields.List(fields.Nested(CallSchema))
     total = fields.Integer()
@@ -153,7 +157,8 @@ class QueueEntrySchema(Schema):
 
 class QueuePageSchema(Schema):
     items = fields.List(fields.Nested(QueueEntrySchema))
-    total = fields.Integer()
+    total = fields.Integer(metadata={"description": "items in the queue, counted up to 1000"})
+    total_exact = fields.Boolean(metadata={"description": "false: there are more than 1000 (total is 1000)"})
     page = fields.Integer()
     per_page = fields.Integer()
 

@@ -19,6 +19,7 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_smorest import abort
 
+from engine.clock import MemoClock
 from workflows.auth import token_user
 from workflows.context import ServiceContext
 from workflows.models import ApiToken, User
@@ -38,12 +39,19 @@ def services():
     return current_app.extensions["huying"]
 
 
+def request_clock() -> MemoClock:
+    """The time of this request, read once."""
+    if "clock" not in g:
+        g.clock = MemoClock(services().clock)
+    return g.clock
+
+
 def identify() -> Identity | None:
     """The signed-in user of this request (cached on ``g``), or None."""
     if "identity" in g:
         return g.identity
     identity = None
-    now = services().clock.now()
+    now = request_clock().now()
     header = request.headers.get("Authorization", "")
     if header:
         scheme, _, secret = header.partition(" ")
@@ -118,7 +126,7 @@ def gate() -> None:
 def ctx() -> ServiceContext:
     """The service context of this request: its session, the clock, the signed-in user."""
     svc = services()
-    return ServiceContext(g.db, svc.clock, current_user(), sla=svc.sla)
+    return ServiceContext(g.db, request_clock(), current_user(), sla=svc.sla)
 
 
 def user_key() -> str:

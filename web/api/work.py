@@ -49,8 +49,9 @@ def queue(args):
     c = ctx()
     per_page = args["per_page"]
     entries = my_work(c, limit=per_page, offset=(args["page"] - 1) * per_page)
+    total, exact = count_my_work(c)
     return {"items": [{"item": item_out(e.item, c.user, e.deadline), "call": call_out(e.call)} for e in entries],
-            "total": count_my_work(c), "page": args["page"], "per_page": per_page}
+            "total": total, "total_exact": exact, "page": args["page"], "per_page": per_page}
 
 
 @blp.route("/<int:item_id>", methods=["GET"])
