@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 HUYING := $(VENV)/bin/huying
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench install clean
+.PHONY: run test lint bench install assets clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,14 +15,25 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
+## assets: the UI's npm packages (bpmn-js, dmn-js, ECharts, axe-core) from the registry into web/ui/static/vendor
+ASSETS := web/ui/static/vendor/.stamp
+$(ASSETS): package.json package-lock.json tools/copy_assets.py
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --no-audit --no-fund --loglevel=error && $(PYTHON) tools/copy_assets.py; \
+	else \
+		echo "warning: npm not found; the UI runs without its diagram, charts and browser-test assets"; \
+	fi
+
+assets: $(ASSETS)
+
 ## run: create the venv, migrate, load the demo district if the database is empty, serve on :5000
-run: install
+run: install assets
 	$(HUYING) db upgrade
 	$(HUYING) demo load --if-empty
 	$(HUYING) serve --host 127.0.0.1 --port 5000
 
 ## test: the whole suite (SQLite; PostgreSQL too when HUYING_TEST_DATABASE_URL is set), plus lint
-test: install
+test: install assets
 	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory lint
 
@@ -37,4 +48,4 @@ bench: install
 	$(PY) bench/http.py
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache
+	rm -rf $(VENV) instance .pytest_cache node_modules web/ui/static/vendor

@@ -58,7 +58,9 @@ class WorkItem(Base):
     __table_args__ = (
         Index("ix_engine_work_item_queue", "owner_unit", "state", "created_at"),
         # my work queue: a unit's open items, most urgent deadline first (NULLS LAST, PostgreSQL's default)
-        Index("ix_engine_work_item_queue_due", "owner_unit", "state", "due_at", "created_at", "id"),
+        # (PostgreSQL: lane rides along, so the queue's count is an index-only scan)
+        Index("ix_engine_work_item_queue_due", "owner_unit", "state", "due_at", "created_at", "id",
+              postgresql_include=["lane"]),
         Index("ix_engine_work_item_instance", "instance_id", "state"),
         Index("ix_engine_work_item_due", "state", "due_at"),
     )

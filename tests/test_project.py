@@ -95,9 +95,9 @@ def test_make_run_steps_serve_a_fresh_database(tmp_path):
             except OSError:
                 time.sleep(0.1)
         assert body is not None and '"status":"ok"' in body.replace(" ", "")
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as resp:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as resp:  # -> the sign-in page
             page = resp.read().decode()
-        assert "有呼必应" in page and "call_dispatch v1" in page
+        assert resp.url.endswith("/login?next=/") and "有呼必应" in page and 'name="password"' in page
         # the REST API through the real server: sign in, file a call, find it in the street's queue
         token = _post(port, "/api/v1/auth/tokens", {"username": "qingnian.grid", "password": "huying-demo"})["token"]
         call = _post(port, "/api/v1/calls", {"category": "noise", "description": "夜间施工噪声", "location": "港前路"},

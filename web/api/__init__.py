@@ -7,8 +7,6 @@ from importlib import import_module
 from flask import Flask, send_from_directory
 from flask_smorest import Api
 
-from engine.errors import EngineError
-
 from . import errors
 from .security import gate, limiter, reject_nul
 
@@ -66,8 +64,6 @@ def init_api(app: Flask, settings) -> HuyingApi:
         api.register_blueprint(getattr(import_module(module), attr))
     app.before_request(gate)
     app.before_request(reject_nul)
-    app.register_error_handler(EngineError, errors.handle_engine_error)
-    app.register_error_handler(Exception, errors.handle_unexpected)
 
     assets = swagger_ui_bundle.swagger_ui_path
 

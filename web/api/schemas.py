@@ -150,13 +150,35 @@ class CallDetailSchema(CallSchema):
     attachments = fields.List(fields.Nested(AttachmentSchema))
 
 
+class CallBriefSchema(Schema):
+    """What a queue row shows of its call."""
+
+    number = fields.String()
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    level = fields.String(validate=validate.OneOf(LEVELS))
+    category = fields.String(attribute="category_code")
+    description = fields.String()
+    location = fields.String()
+    urgency = fields.String(validate=validate.OneOf(URGENCIES))
+    community = fields.String(attribute="community_code")
+    street = fields.String(attribute="street_code")
+    problem_ticket = fields.Boolean()
+    reopen_count = fields.Integer()
+    created_at = fields.DateTime()
+
+
 class QueueEntrySchema(Schema):
     item = fields.Nested(WorkItemSchema)
     call = fields.Nested(CallSchema)
 
 
+class QueueRowSchema(Schema):
+    item = fields.Nested(WorkItemSchema)
+    call = fields.Nested(CallBriefSchema)
+
+
 class QueuePageSchema(Schema):
-    items = fields.List(fields.Nested(QueueEntrySchema))
+    items = fields.List(fields.Nested(QueueRowSchema))
     total = fields.Integer(metadata={"description": "items in the queue, counted up to 1000"})
     total_exact = fields.Boolean(metadata={"description": "false: there are more than 1000 (total is 1000)"})
     page = fields.Integer()
