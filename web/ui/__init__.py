@@ -15,6 +15,7 @@ from pathlib import Path
 from flask import Flask, request
 from flask_babel import Babel
 
+from . import labels
 from .i18n import LANGUAGES, compile_catalogs, select_locale
 
 HERE = Path(__file__).parent
@@ -32,6 +33,7 @@ def init_ui(app: Flask) -> None:
     app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "Asia/Shanghai")
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = ";".join(str(d) for d in TRANSLATION_DIRS)
     Babel(app, locale_selector=select_locale)
+    labels.register(app)
     for module, attr in UI_BLUEPRINTS:
         app.register_blueprint(getattr(import_module(module), attr))
 
