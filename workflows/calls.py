@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from marshmallow import Schema, fields, validate
 from marshmallow import ValidationError as SchemaError
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.orm import Session, joinedload
 
 from engine.audit import audit_trail, record_audit
 from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -193,7 +193,7 @@ def load_for_action(session: Session, item_id: int) -> tuple[WorkItem, Call, lis
     instance_of = select(WorkItem.instance_id).where(WorkItem.id == item_id).scalar_subquery()
     rows = session.execute(
         select(WorkItem, Call).join(Call, (Call.instance_id == WorkItem.instance_id) & Call.parent_id.is_(None))
-        .options(joinedload(WorkItem.instance), joinedload(Call.reporter))
+        .options(joinedload(WorkItem.instance))
         .where(WorkItem.instance_id == instance_of, (WorkItem.state == "open") | (WorkItem.id == item_id))
         .order_by(WorkItem.id)).unique().all()
     item = next((wi for wi, _call in rows if wi.id == item_id), None)
@@ -484,7 +484,6 @@ def my_work(ctx: ServiceContext, limit: int = 200, offset: int = 0) -> list[Queu
         return []
     rows = ctx.session.execute(
         select(WorkItem, Call).join(Call, (Call.instance_id == WorkItem.instance_id) & Call.parent_id.is_(None))
-        .options(selectinload(Call.reporter))
         .where(*where)
         .order_by(WorkItem.due_at.asc().nulls_last(), WorkItem.created_at, WorkItem.id)
         .limit(limit).offset(offset)).all()

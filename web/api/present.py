@@ -46,6 +46,14 @@ def item_out(wi: WorkItem, user: User | None = None, deadline=None) -> dict:
             "closed_by": wi.closed_by, "action": wi.action}
 
 
+def call_brief(call: Call) -> dict:
+    """The fields of CallBriefSchema (no related rows to load)."""
+    return {"number": call.number, "status": call.status, "level": call.level, "category_code": call.category_code,
+            "description": call.description, "location": call.location, "urgency": call.urgency,
+            "community_code": call.community_code, "street_code": call.street_code,
+            "problem_ticket": call.problem_ticket, "reopen_count": call.reopen_count, "created_at": call.created_at}
+
+
 def call_out(call: Call, overdue: bool | None = None) -> dict:
     return {"number": call.number, "status": call.status, "level": call.level, "category_code": call.category_code,
             "description": call.description, "location": call.location, "latitude": call.latitude,

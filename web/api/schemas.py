@@ -186,7 +186,7 @@ class QueuePageSchema(Schema):
 
 
 class ActionResultSchema(Schema):
-    call = fields.Nested(CallSchema)
+    call = fields.Nested(CallBriefSchema)
     item = fields.Nested(WorkItemSchema)
     action = fields.String()
     opened = fields.List(fields.Nested(WorkItemSchema), metadata={"description": "work items this step opened"})

@@ -18,7 +18,7 @@ from workflows.calls import (
 )
 from workflows.org import may_see_call
 
-from .present import attachment_out, call_out, item_out
+from .present import attachment_out, call_brief, call_out, item_out
 from .schemas import ActionResultSchema, PageArgsSchema, QueueEntrySchema, QueuePageSchema
 from .security import ctx
 
@@ -50,7 +50,7 @@ def queue(args):
     per_page = args["per_page"]
     entries = my_work(c, limit=per_page, offset=(args["page"] - 1) * per_page)
     total, exact = count_my_work(c)
-    return {"items": [{"item": item_out(e.item, c.user, e.deadline), "call": call_out(e.call)} for e in entries],
+    return {"items": [{"item": item_out(e.item, c.user, e.deadline), "call": call_brief(e.call)} for e in entries],
             "total": total, "total_exact": exact, "page": args["page"], "per_page": per_page}
 
 
@@ -94,5 +94,5 @@ def act(body, item_id, action):
             g.db.rollback()
             if attempt == 2:
                 raise
-    return {"call": call_out(out.call), "item": item_out(out.item, c.user), "action": action,
+    return {"call": call_brief(out.call), "item": item_out(out.item, c.user), "action": action,
             "opened": [item_out(w, c.user) for w in out.opened], "closed": [item_out(w, c.user) for w in out.closed]}

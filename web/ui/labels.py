@@ -94,11 +94,38 @@ def duration(delta: timedelta | float | None) -> str:
     return duration_text(delta if isinstance(delta, timedelta) else timedelta(seconds=delta))
 
 
+def status_label(value: str | None) -> str:
+    return _pick(STATUS, value)
+
+
+def level_label(value: str | None) -> str:
+    return _pick(LEVEL, value)
+
+
+def urgency_label(value: str | None) -> str:
+    return _pick(URGENCY, value)
+
+
+def deadline_label(value: str | None) -> str:
+    return _pick(DEADLINE, value)
+
+
+def stage_label(value: str | None) -> str:
+    return _pick(STAGE, value)
+
+
+def action_label(value: str | None) -> str:
+    return _pick(ACTION, value)
+
+
+def satisfaction_label(value: str | None) -> str:
+    return _pick(SATISFACTION, value)
+
+
 FILTERS = {
-    "status_label": lambda v: _pick(STATUS, v), "level_label": lambda v: _pick(LEVEL, v),
-    "urgency_label": lambda v: _pick(URGENCY, v), "deadline_label": lambda v: _pick(DEADLINE, v),
-    "stage_label": lambda v: _pick(STAGE, v), "action_label": lambda v: _pick(ACTION, v),
-    "satisfaction_label": lambda v: _pick(SATISFACTION, v), "task_label": task_label, "unit_name": unit_name,
+    "status_label": status_label, "level_label": level_label, "urgency_label": urgency_label,
+    "deadline_label": deadline_label, "stage_label": stage_label, "action_label": action_label,
+    "satisfaction_label": satisfaction_label, "task_label": task_label, "unit_name": unit_name,
     "category_name": category_name, "localtime": localtime, "duration": duration,
 }
 
