@@ -21,8 +21,12 @@ from .i18n import LANGUAGES, compile_catalogs, select_locale
 HERE = Path(__file__).parent
 # each feature keeps its own catalog directory (merged by Flask-Babel), so features never edit one file
 TRANSLATION_DIRS = [HERE / "translations"]
+TRANSLATION_DIRS.append(HERE / "translations_calls")
+TRANSLATION_DIRS.append(HERE / "translations_work")
 UI_BLUEPRINTS = [
     ("web.ui.core", "bp"),
+    ("web.ui.calls", "bp"),
+    ("web.ui.work", "bp"),
 ]
 
 
