@@ -19,21 +19,39 @@ def _messages() -> dict[str, str]:
     found = {}
     for filename, _lineno, message, _comments, _context in extract_from_dir(str(WEB), method_map=METHODS,
                                                                            keywords=KEYWORDS):
-        for msgid in (message if isinstance(message, tuple) else (message,)):
-            if msgid:
-                found.setdefault(msgid, filename)
+        msgid = message[0] if isinstance(message, tuple) else message  # a plural: its singular id
+        if msgid:
+            found.setdefault(msgid, filename)
     return found
 
 
-def _catalog() -> dict[str, str]:
-    merged = {}
+def _entries() -> list[tuple[str, str, str]]:
+    """(catalog file, msgid, translation) of every zh-CN catalog; a plural's translation is its first form."""
+    out = []
     for directory in TRANSLATION_DIRS:
         for po in Path(directory).glob("zh/LC_MESSAGES/*.po"):
             with po.open("rb") as fh:
                 for message in read_po(fh):
                     if message.id:
-                        merged[message.id if isinstance(message.id, str) else message.id[0]] = message.string
-    return merged
+                        msgid = message.id if isinstance(message.id, str) else message.id[0]
+                        text = message.string if isinstance(message.string, str) else (message.string or ("",))[0]
+                        out.append((str(po.relative_to(WEB)), msgid, text))
+    return out
+
+
+def _catalog() -> dict[str, str]:
+    return {msgid: text for _where, msgid, text in _entries()}
+
+
+def test_catalogs_agree_on_shared_messages():
+    """The catalogs are merged (the last one wins): one message, one translation everywhere."""
+    seen: dict[str, tuple[str, str]] = {}
+    clashes = []
+    for where, msgid, text in _entries():
+        if msgid in seen and text and seen[msgid][1] and seen[msgid][1] != text:
+            clashes.append(f"{msgid!r}: {seen[msgid][1]!r} ({seen[msgid][0]}) vs {text!r} ({where})")
+        seen.setdefault(msgid, (where, text))
+    assert not clashes, "\n".join(clashes)
 
 
 def test_every_ui_message_has_a_chinese_translation():

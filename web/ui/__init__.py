@@ -22,10 +22,12 @@ HERE = Path(__file__).parent
 # each feature keeps its own catalog directory (merged by Flask-Babel), so features never edit one file
 TRANSLATION_DIRS = [HERE / "translations"]
 TRANSLATION_DIRS.append(HERE / "translations_calls")
+TRANSLATION_DIRS.append(HERE / "translations_supervision")
 TRANSLATION_DIRS.append(HERE / "translations_work")
 UI_BLUEPRINTS = [
     ("web.ui.core", "bp"),
     ("web.ui.calls", "bp"),
+    ("web.ui.supervision", "bp"),
     ("web.ui.work", "bp"),
 ]
 

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from flask import g
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
+from jinja2 import pass_context
 from sqlalchemy import select
 
 from engine.clock import SHANGHAI
@@ -130,5 +131,14 @@ FILTERS = {
 }
 
 
+def _per_render(fn):
+    """Evaluate at render time: Jinja would fold ``{{ "overdue"|deadline_label }}`` into the compiled
+    template in whichever language rendered it first."""
+    @pass_context
+    def filter_(_context, *args, **kwargs):
+        return fn(*args, **kwargs)
+    return filter_
+
+
 def register(app) -> None:
-    app.jinja_env.filters.update(FILTERS)
+    app.jinja_env.filters.update({name: _per_render(fn) for name, fn in FILTERS.items()})

@@ -25,8 +25,11 @@
     fetch(el.getAttribute("data-refresh"), {credentials: "same-origin", headers: {"X-Requested-With": "fetch"}})
       .then(function (r) { return r.ok ? r.text() : null; })
       .then(function (html) {
-        if (html !== null && html !== el.innerHTML) {
-          el.innerHTML = html;
+        if (html === null) { return; }
+        var fresh = document.createElement("template");
+        fresh.innerHTML = html;  // compare as the browser serializes it, not the server's raw text
+        if (fresh.innerHTML !== el.innerHTML) {
+          el.innerHTML = fresh.innerHTML;
           el.setAttribute("data-refreshed", String(Date.now()));
           el.dispatchEvent(new CustomEvent("huying:refreshed", {bubbles: true}));
         }
