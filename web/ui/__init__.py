@@ -24,11 +24,13 @@ TRANSLATION_DIRS = [HERE / "translations"]
 TRANSLATION_DIRS.append(HERE / "translations_calls")
 TRANSLATION_DIRS.append(HERE / "translations_supervision")
 TRANSLATION_DIRS.append(HERE / "translations_work")
+TRANSLATION_DIRS.append(HERE / "translations_admin")
 UI_BLUEPRINTS = [
     ("web.ui.core", "bp"),
     ("web.ui.calls", "bp"),
     ("web.ui.supervision", "bp"),
     ("web.ui.work", "bp"),
+    ("web.ui.admin", "bp"),
 ]
 
 
