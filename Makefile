@@ -34,7 +34,7 @@ run: install assets
 
 ## test: the whole suite (SQLite; PostgreSQL too when HUYING_TEST_DATABASE_URL is set), plus lint
 test: install assets
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 	$(MAKE) --no-print-directory lint
 
 lint: install

@@ -47,6 +47,8 @@ class Settings:
     ratelimit_signin: str = "10 per minute"
     ratelimit_filing: str = "60 per minute"
     ratelimit_enabled: str = "true"
+    # web UI
+    ui_refresh_seconds: float = 15.0  # how often open queues, dashboards and call pages refresh themselves
 
     @property
     def is_sqlite(self) -> bool:
@@ -81,7 +83,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Sett
                 values[name] = str(values[name]).upper()
             if values[name] not in choices:
                 raise SettingsError(f"{PREFIX}{name.upper()}={values[name]!r}: must be one of {', '.join(choices)}")
-    for name in ("max_upload_mb", "token_ttl_hours"):
+    for name in ("max_upload_mb", "token_ttl_hours", "ui_refresh_seconds"):
         if name in values:
             try:
                 number = float(values[name])  # type: ignore[arg-type]

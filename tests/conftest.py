@@ -15,17 +15,45 @@ from engine.db import Base
 from engine.definitions import SPEC_CACHE
 from web.bootstrap import build_services
 from workflows.demo import load_demo
+from workflows.passwords import use_test_profile
 
 from .api_helpers import ApiClient
 from .helpers import District
+
+# Argon2id at its cheapest for the suite's own databases (hundreds of sign-ins); servers keep the default
+use_test_profile()
 
 PG_URL = os.environ.get("HUYING_TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
 
-def _pg_url() -> str:
+def _base_pg_url() -> str:
     url = PG_URL or ""
     return "postgresql+psycopg://" + url.split("://", 1)[1] if url.startswith("postgresql://") else url
+
+
+_WORKER_DB_READY: set[str] = set()
+
+
+def _pg_url() -> str:
+    """The PostgreSQL test database; with pytest-xdist each worker gets its own (<db>_<worker>), created here."""
+    url = _base_pg_url()
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker or not url:
+        return url
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    name = f"{base.database}_{worker}"
+    if name not in _WORKER_DB_READY:
+        import psycopg
+
+        admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+                conn.execute(f'CREATE DATABASE "{name}"')
+        _WORKER_DB_READY.add(name)
+    return base.set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")

@@ -77,7 +77,8 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "HUYING_DATABASE_URL": f"sqlite:///{tmp / 'ui.sqlite3'}", "HUYING_CLOCK": "virtual",
                     "HUYING_SCHEDULER_INTERVAL_SECONDS": "1", "HUYING_RATELIMIT_SIGNIN": "1000 per minute",
-                    "HUYING_ATTACHMENT_DIR": str(tmp / "attachments"), "HUYING_LOG_LEVEL": "WARNING"}
+                    "HUYING_ATTACHMENT_DIR": str(tmp / "attachments"), "HUYING_LOG_LEVEL": "WARNING",
+                    "HUYING_UI_REFRESH_SECONDS": "2"}  # live parts refresh fast, so tests wait less
         self.env.pop("HUYING_TEST_DATABASE_URL", None)
         self.huying = str(BIN / "huying")
         self.run("db", "upgrade")

@@ -61,6 +61,11 @@ def services():
     return current_app.extensions["huying"]
 
 
+def refresh_seconds() -> float:
+    """How often live parts of a page reload (HUYING_UI_REFRESH_SECONDS)."""
+    return services().settings.ui_refresh_seconds
+
+
 def ui_clock() -> MemoClock:
     if "clock" not in g:
         g.clock = MemoClock(services().clock)
@@ -126,7 +131,8 @@ def _frame():
     return {"current_user": user, "lang": lang, "html_lang": HTML_LANG.get(lang, "zh-CN"), "languages": LANGUAGES,
             "nav": nav, "role_name": lambda role: ROLE_NAMES.get(role, role), "csrf_token": session.get("csrf", ""),
             "now": ui_clock().now() if "db" in g else None,
-            "virtual_clock": getattr(services().clock, "virtual", False)}
+            "virtual_clock": getattr(services().clock, "virtual", False),
+            "refresh_seconds": refresh_seconds()}
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -22,7 +22,7 @@ from workflows.metrics import dashboard as build_dashboard
 from workflows.models import OrgUnit
 from workflows.supervision import OVERSIGHT_ROLES, SUPERVISE_ROLES, URGE_KINDS, overdue_items, urge
 
-from .core import login_required, register_nav, ui_clock, ui_ctx, ui_user
+from .core import login_required, refresh_seconds, register_nav, ui_clock, ui_ctx, ui_user
 from .labels import STAGE, unit_name
 
 bp = Blueprint("ui_supervision", __name__)
@@ -34,7 +34,6 @@ PER_PAGE = 50
 TOP_DEPARTMENTS = 10  # bars in the "overdue by department" chart
 RANKING_TOP = 3  # units on each of the red and black lists
 MONTHS_BACK = 12  # months offered by the ranking's selector
-REFRESH_SECONDS = 15
 UNIT_KINDS = (("department", _l("Departments")), ("street", _l("Streets")), ("community", _l("Communities")),
               ("district", _l("District")))
 ROLES = tuple(sorted(OVERSIGHT_ROLES))
@@ -185,7 +184,7 @@ def _ranking(month: str) -> dict:
 
 
 def _common() -> dict:
-    return {"pct": pct, "flag_label": _flag_label, "refresh_seconds": REFRESH_SECONDS, "call_url": call_url}
+    return {"pct": pct, "flag_label": _flag_label, "refresh_seconds": refresh_seconds(), "call_url": call_url}
 
 
 def call_url(number: str) -> str:

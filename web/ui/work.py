@@ -42,7 +42,7 @@ from workflows.models import Attachment, Call, OrgUnit
 from workflows.org import LANE_ROLES, may_act_on, may_see_call
 from workflows.queries import possible_duplicates
 
-from .core import login_required, register_nav, services, ui_ctx, ui_user
+from .core import login_required, refresh_seconds, register_nav, services, ui_ctx, ui_user
 from .labels import ACTION, SATISFACTION, STATUS, TASK, duration, unit_name
 
 bp = Blueprint("ui_work", __name__, template_folder="templates")
@@ -51,7 +51,6 @@ ACTING_ROLES = ("community_staff", "street_dispatcher", "department_staff", "dis
 QUEUE_ROLES = (*ACTING_ROLES, "grid_worker")
 RULINGS = ("rule_dispute", "rule_extension")
 PER_PAGE = 50
-REFRESH_SECONDS = 10
 
 register_nav("ui_work.queue", _l("My work"), ACTING_ROLES, order=10)
 register_nav("ui_work.queue", _l("My work"), ("grid_worker",), order=30)
@@ -98,7 +97,7 @@ def history_label(action: str) -> str:
 @bp.context_processor
 def _helpers():
     return {"call_href": call_href, "remaining_text": remaining_text, "history_label": history_label,
-            "ordered_actions": ordered_actions, "refresh_seconds": REFRESH_SECONDS}
+            "ordered_actions": ordered_actions, "refresh_seconds": refresh_seconds()}
 
 
 def departments() -> list[str]:
