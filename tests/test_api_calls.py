@@ -230,3 +230,20 @@ def test_queue_total_is_counted_up_to_a_cap(api, district):
     with district.session() as s:
         assert count_my_work(district.ctx(s, "xiagang.dispatcher"), cap=2) == (2, False)
         assert count_my_work(district.ctx(s, "xiagang.dispatcher"), cap=3) == (3, True)
+
+
+def test_done_with_evidence_files_attaches_them_to_the_call(api):
+    no = api.file(category="road_flooding")
+    api.do(no, "xiagang.dispatcher", "dispatch", {"lead": "water"})
+    api.do(no, "water.staff", "sign")
+    up = api.as_("water.staff").post("/api/v1/attachments", data={"purpose": "evidence",
+                                                                   "file": (io.BytesIO(PNG), "after.png")},
+                                     content_type="multipart/form-data").get_json()[0]
+    bad = api.do(no, "water.staff", "done", {"result": "已疏通", "evidence": [up["id"] + 999]}, status=422)
+    assert "evidence" in bad["errors"]
+    api.do(no, "water.staff", "done", {"result": "已疏通", "evidence": [up["id"]]})
+    view = api.call(no)
+    assert up["id"] in [a["id"] for a in view["attachments"]]
+    done = next(e for e in view["timeline"] if e["action"] == "resolve.done")
+    assert done["detail"]["evidence"] == [up["url"]]
+    assert api.as_("qingnian.grid").get(up["url"]).status_code == 200, "the verifier sees the evidence"

@@ -5,6 +5,7 @@ audit log and flushes; it never commits.  One call = one engine instance.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -253,6 +254,18 @@ def act_on_work_item(ctx: ServiceContext, item_id: int, action: str, data: dict 
     runtime.flush()
     return ActionOutcome(call, item, action, step.opened if step else [], step.closed if step else [],
                          step.caught if step else 1)
+
+
+def act_with_evidence(ctx: ServiceContext, item_id: int, action: str, data: dict, evidence: list,
+                      url_of: Callable[[object], str]) -> ActionOutcome:
+    """:func:`act_on_work_item` with evidence files: their links go into the action's ``evidence``
+    and, once the action succeeded, the files belong to the call."""
+    if evidence:
+        data = {**data, "evidence": [url_of(a) for a in evidence]}
+    out = act_on_work_item(ctx, item_id, action, data)
+    for attachment in evidence:
+        attachment.call_id = out.call.id
+    return out
 
 
 def deliver_process_event(ctx: ServiceContext, item_id: int, event: str, payload: dict | None = None) -> int:

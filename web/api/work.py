@@ -9,7 +9,7 @@ from engine.errors import StaleInstance
 from workflows.actions import ACTIONS
 from workflows.attachments import claim_uploads
 from workflows.calls import (
-    act_on_work_item,
+    act_with_evidence,
     call_of_instance,
     count_my_work,
     get_work_item,
@@ -84,10 +84,7 @@ def act(body, item_id, action):
             if isinstance(data.get("evidence"), list) and all(isinstance(e, int) for e in data["evidence"]):
                 evidence = claim_uploads(g.db, data["evidence"], username=c.actor, purposes={"evidence", "photo"},
                                          field="evidence")
-                data["evidence"] = [attachment_out(a)["url"] for a in evidence]
-            out = act_on_work_item(c, item_id, action, data)
-            for a in evidence:
-                a.call_id = out.call.id
+            out = act_with_evidence(c, item_id, action, data, evidence, lambda a: attachment_out(a)["url"])
             g.db.commit()
             break
         except StaleInstance:

@@ -30,7 +30,7 @@ from workflows.actions import ACTIONS, available_actions
 from workflows.attachments import AttachmentStore, Upload
 from workflows.calls import (
     QueueEntry,
-    act_on_work_item,
+    act_with_evidence,
     call_of_instance,
     count_my_work,
     get_work_item,
@@ -532,10 +532,7 @@ def act(item_id: int, action: str):
             if uploads:
                 saved = store.save(g.db, uploads, purpose="evidence", actor=ctx.actor, at=ctx.clock.now(),
                                    field="evidence")
-                data["evidence"] = [attachment_out(a)["url"] for a in saved]
-            out = act_on_work_item(ctx, item_id, action, data)
-            for a in saved:
-                a.call_id = out.call.id
+            out = act_with_evidence(ctx, item_id, action, data, saved, lambda a: attachment_out(a)["url"])
             g.db.commit()
             break
         except StaleInstance:
