@@ -55,19 +55,14 @@ def call_brief(call: Call) -> dict:
 
 
 def call_out(call: Call, overdue: bool | None = None) -> dict:
-    return {"number": call.number, "status": call.status, "level": call.level, "category_code": call.category_code,
-            "description": call.description, "location": call.location, "latitude": call.latitude,
-            "longitude": call.longitude, "urgency": call.urgency, "photos": list(call.photos or []),
-            "community_code": call.community_code, "street_code": call.street_code,
-            "reporter": call.reporter.username if call.reporter else None,
+    return {**call_brief(call), "latitude": call.latitude, "longitude": call.longitude,
+            "photos": list(call.photos or []), "reporter": call.reporter.username if call.reporter else None,
             "parent": call.parent.number if call.parent_id else None, "department_code": call.department_code,
             "merged_into": call.merged_into.number if call.merged_into_id else None,
             "handling_level": call.handling_level, "suggested_lead": call.suggested_lead,
             "suggested_assists": list(call.suggested_assists or []), "sla_class": call.sla_class,
-            "problem_ticket": call.problem_ticket, "reopen_count": call.reopen_count,
             "rework_count": call.rework_count, "result": call.result, "satisfaction": call.satisfaction,
-            "overdue": overdue, "created_at": call.created_at, "updated_at": call.updated_at,
-            "closed_at": call.closed_at}
+            "overdue": overdue, "updated_at": call.updated_at, "closed_at": call.closed_at}
 
 
 def clock_out(c: SlaClock, calendar, now: datetime) -> dict:

@@ -54,19 +54,29 @@ class WorkItemSchema(Schema):
     action = fields.String(allow_none=True)
 
 
-class CallSchema(Schema):
+class CallBriefSchema(Schema):
+    """What a queue row shows of its call."""
+
     number = fields.String()
     status = fields.String(validate=validate.OneOf(STATUSES))
     level = fields.String(validate=validate.OneOf(LEVELS))
     category = fields.String(attribute="category_code")
     description = fields.String()
     location = fields.String()
-    latitude = fields.Float(allow_none=True)
-    longitude = fields.Float(allow_none=True)
     urgency = fields.String(validate=validate.OneOf(URGENCIES))
-    photos = fields.List(fields.String())
     community = fields.String(attribute="community_code")
     street = fields.String(attribute="street_code")
+    problem_ticket = fields.Boolean()
+    reopen_count = fields.Integer()
+    created_at = fields.DateTime()
+
+
+class CallSchema(CallBriefSchema):
+    """A call in full: the brief fields and the rest."""
+
+    latitude = fields.Float(allow_none=True)
+    longitude = fields.Float(allow_none=True)
+    photos = fields.List(fields.String())
     reporter = fields.String()
     parent = fields.String(allow_none=True)
     department = fields.String(attribute="department_code", allow_none=True)
@@ -75,13 +85,10 @@ class CallSchema(Schema):
     suggested_lead = fields.String(allow_none=True)
     suggested_assists = fields.List(fields.String())
     sla_class = fields.String()
-    problem_ticket = fields.Boolean()
-    reopen_count = fields.Integer()
     rework_count = fields.Integer()
     result = fields.String(allow_none=True)
     satisfaction = fields.String(allow_none=True)
     overdue = fields.Boolean(metadata={"description": "an open work item of the call is past its deadline"})
-    created_at = fields.DateTime()
     updated_at = fields.DateTime()
     closed_at = fields.DateTime(allow_none=True)
 
@@ -148,23 +155,6 @@ class CallDetailSchema(CallSchema):
     timeline = fields.List(fields.Nested(AuditEventSchema))
     clocks = fields.List(fields.Nested(ClockSchema))
     attachments = fields.List(fields.Nested(AttachmentSchema))
-
-
-class CallBriefSchema(Schema):
-    """What a queue row shows of its call."""
-
-    number = fields.String()
-    status = fields.String(validate=validate.OneOf(STATUSES))
-    level = fields.String(validate=validate.OneOf(LEVELS))
-    category = fields.String(attribute="category_code")
-    description = fields.String()
-    location = fields.String()
-    urgency = fields.String(validate=validate.OneOf(URGENCIES))
-    community = fields.String(attribute="community_code")
-    street = fields.String(attribute="street_code")
-    problem_ticket = fields.Boolean()
-    reopen_count = fields.Integer()
-    created_at = fields.DateTime()
 
 
 class QueueEntrySchema(Schema):
