@@ -82,6 +82,43 @@ def test_state_snapshots_hold_no_spec(parsed):
     assert b"call_dispatch.bpmn" not in r.blob
 
 
+def _states(wf) -> list:
+    return sorted((str(t.id), t.task_spec.name, t._state, repr(sorted(t.data.items())))
+                  for w in (wf, *wf.subprocesses.values()) for t in w.tasks.values())
+
+
+def test_snapshots_of_the_first_format_still_restore(parsed):
+    """Instances saved before the codec changed (data blobs as JSON text) go on running."""
+    import gzip
+    import json
+
+    r = Run(parsed)
+    r.complete("street_triage", decision="dispatch", slots=[{"department": "power", "role": "lead"}])
+    doc = json.loads(gzip.decompress(r.blob))
+    assert doc["format"] == "huying-state-2"
+    old = {**doc, "format": "huying-state-1",
+           "blobs": [json.dumps(b, separators=(",", ":")) for b in doc["blobs"]]}
+    r_old = Run(parsed)
+    r_old.blob = gzip.compress(json.dumps(old).encode())
+    assert _states(r_old.wf) == _states(r.wf)
+    r_old.complete("sign", "power")
+    assert r_old.ready() == [("resolve", "power")]
+
+
+def test_values_plain_json_cannot_carry_keep_their_type(parsed):
+    """A datetime in task data is not turned into a string: SpiffWorkflow's format takes it."""
+    from datetime import UTC, datetime
+
+    r = Run(parsed)
+    when = datetime(2026, 10, 12, 9, 30, tzinfo=UTC)
+    r.complete("street_triage", decision="dispatch", slots=[{"department": "power", "role": "lead"}],
+               noted_at=when)
+    [task] = [t for t in r.wf.get_tasks(state=TaskState.READY, manual=True)]
+    assert task.data["noted_at"] == when
+    r.complete("sign", "power")
+    assert r.ready() == [("resolve", "power")]
+
+
 def test_reassign_escalation_reaches_only_the_disputing_department(parsed):
     r = Run(parsed)
     r.complete("street_triage", decision="dispatch", slots=[
