@@ -22,7 +22,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .errors import InvalidDefinition, NotFound
+from .errors import InvalidDefinition, NotFound, msg
 from .models import ProcessDefinition
 from .spiff import ParsedProcess, dump_specs, load_specs, new_parser, scoped_events
 
@@ -37,18 +37,18 @@ _LXML = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
 
 def _safe_tree(name: str, data: bytes):
     if len(data) > MAX_FILE_BYTES:
-        raise InvalidDefinition(f"{name}: file is larger than {MAX_FILE_BYTES // 1024} KiB")
+        raise InvalidDefinition(msg("%(file)s: file is larger than %(kib)s KiB", file=name, kib=MAX_FILE_BYTES // 1024))
     try:
         safe_et.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as exc:
-        raise InvalidDefinition(f"{name}: refused unsafe XML ({type(exc).__name__}: DTDs and entities "
-                                "are not allowed in process files)") from None
+        raise InvalidDefinition(msg("%(file)s: refused unsafe XML (%(error)s: DTDs and entities are not allowed in "
+                                    "process files)", file=name, error=type(exc).__name__)) from None
     except safe_et.ParseError as exc:
-        raise InvalidDefinition(f"{name}: not well-formed XML ({exc})") from None
+        raise InvalidDefinition(msg("%(file)s: not well-formed XML (%(error)s)", file=name, error=str(exc))) from None
     try:
         return etree.fromstring(data, _LXML)
     except etree.XMLSyntaxError as exc:
-        raise InvalidDefinition(f"{name}: not well-formed XML ({exc})") from None
+        raise InvalidDefinition(msg("%(file)s: not well-formed XML (%(error)s)", file=name, error=str(exc))) from None
 
 
 def _element_label(root, element_id: str | None) -> str:
@@ -70,8 +70,9 @@ def _check_semantics(name: str, root) -> None:
         owner = task.xpath("./bpmn:extensionElements/spiffworkflow:properties/"
                            "spiffworkflow:property[@name='owner']/@value", namespaces=ns)
         if not owner or not owner[0].strip():
-            raise InvalidDefinition(f"{name}: userTask '{task.get('id')}' ({task.get('name')}) has no "
-                                    "'owner' property: every human task must say which org unit owns it")
+            raise InvalidDefinition(msg("%(file)s: userTask '%(id)s' (%(name)s) has no 'owner' property: every "
+                                        "human task must say which org unit owns it", file=name, id=task.get("id"),
+                                        name=task.get("name")))
     for gateway in root.xpath("//bpmn:exclusiveGateway | //bpmn:inclusiveGateway", namespaces=ns):
         outgoing = root.xpath("//bpmn:sequenceFlow[@sourceRef=$g]", g=gateway.get("id"), namespaces=ns)
         if len(outgoing) > 1:
@@ -79,23 +80,24 @@ def _check_semantics(name: str, root) -> None:
             for flow in outgoing:
                 has_cond = flow.xpath("./bpmn:conditionExpression", namespaces=ns)
                 if not has_cond and flow.get("id") != default:
-                    raise InvalidDefinition(
-                        f"{name}: sequenceFlow '{flow.get('id')}' leaves gateway '{gateway.get('id')}' "
-                        "without a condition and is not its default flow")
+                    raise InvalidDefinition(msg(
+                        "%(file)s: sequenceFlow '%(flow)s' leaves gateway '%(gateway)s' without a condition and is "
+                        "not its default flow", file=name, flow=flow.get("id"), gateway=gateway.get("id")))
             for flow in outgoing:
                 for cond in flow.xpath("./bpmn:conditionExpression", namespaces=ns):
                     try:
                         compile(cond.text or "", flow.get("id"), "eval")
                     except SyntaxError as exc:
-                        raise InvalidDefinition(f"{name}: condition on sequenceFlow '{flow.get('id')}' is not a "
-                                                f"valid expression: {exc.msg}") from None
+                        raise InvalidDefinition(msg("%(file)s: condition on sequenceFlow '%(flow)s' is not a valid "
+                                                    "expression: %(error)s", file=name, flow=flow.get("id"),
+                                                    error=exc.msg)) from None
     for script in root.xpath("//bpmn:scriptTask", namespaces=ns):
         text = "".join(script.xpath("./bpmn:script/text()", namespaces=ns))
         try:
             compile(text, script.get("id"), "exec")
         except SyntaxError as exc:
-            raise InvalidDefinition(f"{name}: scriptTask '{script.get('id')}' has invalid Python: {exc.msg} "
-                                    f"(line {exc.lineno})") from None
+            raise InvalidDefinition(msg("%(file)s: scriptTask '%(id)s' has invalid Python: %(error)s (line %(line)s)",
+                                        file=name, id=script.get("id"), error=exc.msg, line=exc.lineno)) from None
 
 
 def _root_processes(bpmn_roots: Mapping[str, object]) -> list[str]:
@@ -115,7 +117,7 @@ def parse_bundle(files: Mapping[str, bytes | str]) -> dict[str, ParsedProcess]:
     Nothing is stored: this is what ``huying bpmn validate`` runs.
     """
     if not files:
-        raise InvalidDefinition("no files given")
+        raise InvalidDefinition(msg("no files given"))
     parser = new_parser(validate=True)
     roots = {}
     bpmn_roots = {}
@@ -131,13 +133,13 @@ def parse_bundle(files: Mapping[str, bytes | str]) -> dict[str, ParsedProcess]:
                 parser.add_bpmn_xml(root, filename=name)
                 bpmn_roots[name] = root
             else:
-                raise InvalidDefinition(f"{name}: only .bpmn and .dmn files can be deployed")
+                raise InvalidDefinition(msg("%(file)s: only .bpmn and .dmn files can be deployed", file=name))
         except ValidationException as exc:
             raise InvalidDefinition(_describe(exc, roots.get(exc.file_name or name))) from None
     process_ids = _root_processes(bpmn_roots)
     if not process_ids:
-        raise InvalidDefinition("no executable process found (isExecutable='true') in "
-                                + ", ".join(n for n in files if n.endswith(".bpmn")))
+        raise InvalidDefinition(msg("no executable process found (isExecutable='true') in %(files)s",
+                                    files=", ".join(n for n in files if n.endswith(".bpmn"))))
     parsed = {}
     for pid in process_ids:
         try:
@@ -146,7 +148,8 @@ def parse_bundle(files: Mapping[str, bytes | str]) -> dict[str, ParsedProcess]:
         except ValidationException as exc:
             raise InvalidDefinition(_describe(exc, roots.get(exc.file_name), f"process '{pid}'")) from None
         except (SpiffWorkflowException, KeyError, AttributeError, TypeError) as exc:
-            raise InvalidDefinition(f"process '{pid}' cannot be built: {exc}") from None
+            raise InvalidDefinition(msg("process '%(process)s' cannot be built: %(error)s", process=pid,
+                                        error=str(exc))) from None
         scoped_events([spec, *subprocess_specs.values()])
         parsed[pid] = ParsedProcess(pid, spec, subprocess_specs)
     return parsed
@@ -156,8 +159,8 @@ def _describe(exc: ValidationException, root, context: str = "") -> str:
     where = exc.file_name or context
     label = _element_label(root, getattr(exc, "id", None))
     line = f" line {exc.line_number}" if getattr(exc, "line_number", None) else ""
-    msg = str(exc).split("\n")[0]
-    return f"{where}{line}: {label + ': ' if label else ''}{msg}"
+    text = str(exc).split("\n")[0]
+    return f"{where}{line}: {label + ': ' if label else ''}{text}"
 
 
 def read_files(paths: list[str]) -> dict[str, bytes]:
@@ -165,7 +168,7 @@ def read_files(paths: list[str]) -> dict[str, bytes]:
     for p in paths:
         path = Path(p)
         if not path.is_file():
-            raise InvalidDefinition(f"{p}: no such file")
+            raise InvalidDefinition(msg("%(file)s: no such file", file=p))
         files[path.name] = path.read_bytes()
     return files
 
@@ -265,5 +268,7 @@ def get_definition(session: Session, process_id: str, version: int | None = None
         row = session.scalar(select(ProcessDefinition).where(ProcessDefinition.process_id == process_id,
                                                               ProcessDefinition.version == version))
     if row is None:
-        raise NotFound(f"process '{process_id}'" + (f" version {version}" if version else "") + " is not deployed")
+        raise NotFound(msg("process '%(process)s' version %(version)s is not deployed", process=process_id,
+                           version=version) if version else
+                       msg("process '%(process)s' is not deployed", process=process_id))
     return row

@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     from .api import errors as api_errors
     from .api import init_api
     from .ui import init_ui
+    from .ui.errors import error_text
 
     init_api(app, services.settings)
     init_ui(app)
@@ -73,7 +74,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if _is_machine_path():
             return api_errors.handle_engine_error(error)
         status = next((s for cls, s in api_errors.ENGINE_STATUS if isinstance(error, cls)), 400)
-        return page(status, _("Something went wrong"), error.message)
+        return page(status, _("Something went wrong"), error_text(error))
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):

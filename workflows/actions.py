@@ -15,7 +15,7 @@ from marshmallow import Schema, fields, validate, validates_schema
 from marshmallow import ValidationError as SchemaError
 from sqlalchemy import select
 
-from engine.errors import Conflict, ValidationFailed
+from engine.errors import Conflict, ValidationFailed, msg
 from engine.models import WorkItem
 
 from .context import ServiceContext
@@ -83,7 +83,7 @@ class RateSchema(Schema):
     @validates_schema
     def _consistent(self, data, **_kwargs):
         if data.get("satisfaction") == "satisfied" and data.get("resolved") is False:
-            raise SchemaError("a caller cannot be satisfied with an unresolved call", "resolved")
+            raise SchemaError(msg("a caller cannot be satisfied with an unresolved call"), "resolved")
 
 
 @dataclass
@@ -119,14 +119,15 @@ def _with_result(**fixed) -> Callable:
 def _merge(ctx, call, _item, data):
     target = ctx.session.scalar(select(Call).where(Call.number == data["into"]))
     if target is None or target.id == call.id:
-        raise ValidationFailed(f"cannot merge into '{data['into']}': no such earlier call",
-                               field_errors={"into": ["no such earlier call"]})
+        raise ValidationFailed(msg("cannot merge into '%(number)s': no such earlier call", number=data["into"]),
+                               field_errors={"into": [msg("no such earlier call")]})
     if target.status in ("closed", "voided", "merged"):
-        raise ValidationFailed(f"{target.number} is already {target.status}",
-                               field_errors={"into": [f"{target.number} is {target.status}; merge into an open call"]})
+        raise ValidationFailed(msg("%(number)s is already %(status)s", number=target.number, status=target.status),
+                               field_errors={"into": [msg("%(number)s is %(status)s; merge into an open call",
+                                                          number=target.number, status=target.status)]})
     if target.street_code != call.street_code or target.parent_id is not None:
-        raise ValidationFailed(f"{target.number} is not a call of this street",
-                               field_errors={"into": ["merge only into a call of the same street"]})
+        raise ValidationFailed(msg("%(number)s is not a call of this street", number=target.number),
+                               field_errors={"into": [msg("merge only into a call of the same street")]})
     call.merged_into_id = target.id
     return Outcome("complete", {"decision": "merge"})
 
@@ -134,14 +135,15 @@ def _merge(ctx, call, _item, data):
 def _departments(ctx, lead: str, assists: list[str]) -> list[dict]:
     codes = [lead, *assists]
     if len(set(codes)) != len(codes):
-        raise ValidationFailed("a department appears twice", field_errors={"assists": ["each department once"]})
+        raise ValidationFailed(msg("a department appears twice"),
+                               field_errors={"assists": [msg("each department once")]})
     for i, code in enumerate(codes):
         try:
             get_unit(ctx.session, code, "department")
         except ValidationFailed:
             key = "lead" if i == 0 else "assists"
-            raise ValidationFailed(f"unknown department '{code}'",
-                                   field_errors={key: [f"unknown department '{code}'"]}) from None
+            raise ValidationFailed(msg("unknown department '%(code)s'", code=code),
+                                   field_errors={key: [msg("unknown department '%(code)s'", code=code)]}) from None
     return [{"department": lead, "role": "lead"}] + [{"department": c, "role": "assist"} for c in assists]
 
 
@@ -150,8 +152,9 @@ def _dispatch(ctx, call, _item, data):
     assists = data["assists"] if data["assists"] is not None else (
         list(call.suggested_assists or []) if not data["lead"] else [])
     if not lead:
-        raise ValidationFailed("name a lead department (一个牵头单位)",
-                               field_errors={"lead": ["required: the routing table suggests none for this category"]})
+        raise ValidationFailed(msg("name a lead department (一个牵头单位)"),
+                               field_errors={"lead": [msg("required: the routing table suggests none for this "
+                                                          "category")]})
     return Outcome("complete", {"decision": "dispatch", "slots": _departments(ctx, lead, assists)})
 
 
@@ -183,13 +186,14 @@ def _reassign(ctx, _call, item, data):
     current = slot.get("department")
     _departments(ctx, data["department"], [])
     if data["department"] == current:
-        raise ValidationFailed("that is the department already handling it",
-                               field_errors={"department": ["choose a different department"]})
+        raise ValidationFailed(msg("that is the department already handling it"),
+                               field_errors={"department": [msg("choose a different department")]})
     still_working = ctx.session.scalar(select(WorkItem.id).where(
         WorkItem.instance_id == item.instance_id, WorkItem.state == "open", WorkItem.lane == "department",
         WorkItem.owner_unit == current).limit(1))
     if still_working is None:
-        raise Conflict(f"{current} has already reported this work done; it can no longer be reassigned")
+        raise Conflict(msg("%(department)s has already reported this work done; it can no longer be reassigned",
+                           department=current))
     return Outcome("complete", {"ruling": "reassign", "new_department": data["department"]})
 
 
@@ -197,8 +201,8 @@ def _confirm(ctx, _call, item, data):
     """The centre keeps the disputing department on it, optionally adding assisting units."""
     current = (item.context.get("slot") or {}).get("department")
     if current in data["assists"]:
-        raise ValidationFailed("the department in dispute cannot also assist itself",
-                               field_errors={"assists": [f"{current} already handles it"]})
+        raise ValidationFailed(msg("the department in dispute cannot also assist itself"),
+                               field_errors={"assists": [msg("%(department)s already handles it", department=current)]})
     added = [s["department"] for s in _departments(ctx, data["assists"][0], data["assists"][1:])] \
         if data["assists"] else []
     return Outcome("complete", {"ruling": "confirm", "added_assists": added})
@@ -268,15 +272,16 @@ def resolve_action(item: WorkItem, action: str, data: dict | None) -> tuple[Acti
     """Find and validate ``action`` on ``item``; raises :class:`ValidationFailed` with field errors."""
     names = available_actions(item)
     if action not in names:
-        raise ValidationFailed(f"'{action}' is not an action of '{item.title}' (available: {', '.join(names)})",
-                               field_errors={"action": [f"one of: {', '.join(names)}"]})
+        raise ValidationFailed(msg("'%(action)s' is not an action of '%(title)s' (available: %(actions)s)",
+                                   action=action, title=item.title, actions=", ".join(names)),
+                               field_errors={"action": [msg("one of: %(actions)s", actions=", ".join(names))]})
     spec = ACTIONS[item.task_name][action]
     if data is not None and not isinstance(data, dict):
-        raise ValidationFailed("action data must be a JSON object")
+        raise ValidationFailed(msg("action data must be a JSON object"))
     try:
         loaded = _schema(spec.schema).load(data or {})
     except SchemaError as exc:
         messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
         flat = {k: (v if isinstance(v, list) else [str(v)]) for k, v in messages.items()}
-        raise ValidationFailed(f"invalid data for '{action}'", field_errors=flat) from None
+        raise ValidationFailed(msg("invalid data for '%(action)s'", action=action), field_errors=flat) from None
     return spec, loaded

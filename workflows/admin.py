@@ -18,7 +18,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.audit import record_audit
-from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed, msg
 from engine.models import WorkItem
 
 from .auth import IssuedKey, create_api_key, revoke_all, revoke_api_key
@@ -31,10 +31,12 @@ ADMIN_ROLES = {"admin"}
 # The kind of parent each kind of unit hangs under; districts are the roots, created at installation.
 PARENT_KIND = {"street": "district", "community": "street", "department": "district"}
 MIN_PASSWORD = 8
-CODE = validate.Regexp(r"^[a-z0-9][a-z0-9_-]*$", error="lower-case letters, digits, '_' and '-' only "
-                                                        "(starting with a letter or digit)")
+PASSWORD_LENGTH = msg("%(low)s-%(high)s characters", low=MIN_PASSWORD, high=200)
+# marshmallow formats a validator's error into a plain string; msg() marks it for the UI's catalog all the same
+CODE = validate.Regexp(r"^[a-z0-9][a-z0-9_-]*$", error=msg("lower-case letters, digits, '_' and '-' only "
+                                                            "(starting with a letter or digit)"))
 # PostgreSQL text cannot hold NUL; no control character belongs in a name or note
-PLAIN = validate.Regexp(r"\A[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*\Z", error="control characters are not allowed")
+PLAIN = validate.Regexp(r"\A[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*\Z", error=msg("control characters are not allowed"))
 
 
 def has_control(text: str) -> bool:
@@ -45,8 +47,8 @@ def has_control(text: str) -> bool:
     return False
 
 
-USERNAME = validate.Regexp(r"^[a-z0-9][a-z0-9._-]*$", error="lower-case letters, digits, '.', '_' and '-' only "
-                                                            "(starting with a letter or digit)")
+USERNAME = validate.Regexp(r"^[a-z0-9][a-z0-9._-]*$", error=msg("lower-case letters, digits, '.', '_' and '-' only "
+                                                                "(starting with a letter or digit)"))
 
 
 # ---- request schemas (the web layer documents and parses with these too) ---------------------------
@@ -77,7 +79,7 @@ class UserCreateSchema(Schema):
     display_name = fields.String(required=True, validate=[validate.Length(min=1, max=100), PLAIN])
     password = fields.String(required=True, load_only=True,
                              validate=validate.Length(min=MIN_PASSWORD, max=200,
-                                                      error=f"{MIN_PASSWORD}-200 characters"))
+                                                      error=PASSWORD_LENGTH))
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
     unit = fields.String(required=True, validate=[validate.Length(min=1, max=64), PLAIN],
                          metadata={"description": "unit code; its kind must suit the role "
@@ -90,7 +92,7 @@ class UserUpdateSchema(Schema):
     unit = fields.String(validate=[validate.Length(min=1, max=64), PLAIN])
     active = fields.Boolean(metadata={"description": "false disables sign-in and revokes the user's tokens"})
     password = fields.String(load_only=True, validate=validate.Length(min=MIN_PASSWORD, max=200,
-                                                                      error=f"{MIN_PASSWORD}-200 characters"),
+                                                                      error=PASSWORD_LENGTH),
                              metadata={"description": "a new password; revokes the user's tokens"})
 
 
@@ -118,7 +120,7 @@ class ApiKeyCreateSchema(Schema):
 
 def _load(schema: Schema, data, *, changes: bool = False) -> dict:
     if not isinstance(data, dict):
-        raise ValidationFailed("expected a JSON object", field_errors={"_schema": ["expected a JSON object"]})
+        raise ValidationFailed(msg("expected a JSON object"), field_errors={"_schema": [msg("expected a JSON object")]})
     try:
         values = schema.load(data)
     except SchemaError as exc:
@@ -127,8 +129,8 @@ def _load(schema: Schema, data, *, changes: bool = False) -> dict:
                                field_errors=msgs) from None
     if changes and not values:
         fields_ = ", ".join(n for n, f in schema.fields.items() if not f.dump_only)
-        raise ValidationFailed(f"nothing to change: give at least one of {fields_}",
-                               field_errors={"_schema": [f"give at least one of {fields_}"]})
+        raise ValidationFailed(msg("nothing to change: give at least one of %(fields)s", fields=fields_),
+                               field_errors={"_schema": [msg("give at least one of %(fields)s", fields=fields_)]})
     return values
 
 
@@ -136,7 +138,7 @@ def _load(schema: Schema, data, *, changes: bool = False) -> dict:
 def admin_district(ctx: ServiceContext) -> OrgUnit:
     """The district the acting admin manages; Forbidden for anyone else."""
     if ctx.user is None or ctx.user.role not in ADMIN_ROLES:
-        raise Forbidden(f"{ctx.actor} is not an admin")
+        raise Forbidden(msg("%(username)s is not an admin", username=ctx.actor))
     return district_of(ctx.user.unit)
 
 
@@ -146,7 +148,8 @@ def _in_scope(unit: OrgUnit, district: OrgUnit) -> bool:
 
 def _check_scope(unit: OrgUnit, district: OrgUnit, what: str) -> None:
     if not _in_scope(unit, district):
-        raise Forbidden(f"{what} belongs to {district_of(unit).code}; you administer {district.code} only")
+        raise Forbidden(msg("%(what)s belongs to %(owner)s; you administer %(district)s only", what=what,
+                            owner=district_of(unit).code, district=district.code))
 
 
 def scope_unit_ids(session: Session, district: OrgUnit) -> list[int]:
@@ -183,8 +186,8 @@ def list_units(ctx: ServiceContext, *, kind: str | None = None, parent: str | No
     if parent is not None:
         p = _unit_by_code(session, parent)
         if p is None:
-            msg = f"unknown org unit '{parent}'"
-            raise ValidationFailed(msg, field_errors={"parent": [msg]})
+            text = msg("unknown org unit '%(code)s'", code=parent)
+            raise ValidationFailed(text, field_errors={"parent": [text]})
         q = q.where(OrgUnit.parent_id == p.id)
     if active is not None:
         q = q.where(OrgUnit.active.is_(active))
@@ -201,8 +204,8 @@ def get_unit_admin(ctx: ServiceContext, code: str) -> OrgUnit:
     district = admin_district(ctx)
     unit = _unit_by_code(ctx.session, code)
     if unit is None:
-        raise NotFound(f"no org unit '{code}'")
-    _check_scope(unit, district, f"org unit '{code}'")
+        raise NotFound(msg("no org unit '%(code)s'", code=code))
+    _check_scope(unit, district, msg("org unit '%(code)s'", code=code))
     return unit
 
 
@@ -213,18 +216,19 @@ def create_unit(ctx: ServiceContext, data: dict) -> OrgUnit:
     kind, code = values["kind"], values["code"]
     parent = _unit_by_code(session, values["parent"])
     if parent is None:
-        raise ValidationFailed(f"unknown org unit '{values['parent']}'",
-                               field_errors={"parent": [f"unknown org unit '{values['parent']}'"]})
-    _check_scope(parent, district, f"org unit '{parent.code}'")
+        text = msg("unknown org unit '%(code)s'", code=values["parent"])
+        raise ValidationFailed(text, field_errors={"parent": [text]})
+    _check_scope(parent, district, msg("org unit '%(code)s'", code=parent.code))
     want = PARENT_KIND[kind]
     if parent.kind != want:
-        msg = f"a {kind} belongs under a {want}; '{parent.code}' is a {parent.kind}"
-        raise ValidationFailed(msg, field_errors={"parent": [msg]})
+        text = msg("a %(kind)s belongs under a %(parent_kind)s; '%(code)s' is a %(code_kind)s", kind=kind,
+                   parent_kind=want, code=parent.code, code_kind=parent.kind)
+        raise ValidationFailed(text, field_errors={"parent": [text]})
     if not parent.active:
-        msg = f"'{parent.code}' is inactive"
-        raise ValidationFailed(msg, field_errors={"parent": [msg]})
+        text = msg("'%(code)s' is inactive", code=parent.code)
+        raise ValidationFailed(text, field_errors={"parent": [text]})
     if _unit_by_code(session, code) is not None:
-        raise Conflict(f"an org unit with code '{code}' already exists")
+        raise Conflict(msg("an org unit with code '%(code)s' already exists", code=code))
     unit = OrgUnit(code=code, name=values["name"], name_en=values["name_en"], kind=kind, parent=parent, active=True)
     session.add(unit)
     session.flush()
@@ -241,8 +245,8 @@ def update_unit(ctx: ServiceContext, code: str, data: dict) -> OrgUnit:
     if values.get("active") is False and unit.active:
         _check_may_retire(session, unit)
     if values.get("active") is True and not unit.active and unit.parent is not None and not unit.parent.active:
-        raise Conflict(f"'{code}' cannot be reactivated under '{unit.parent.code}', which is inactive; "
-                       "reactivate the parent first")
+        raise Conflict(msg("'%(code)s' cannot be reactivated under '%(parent)s', which is inactive; "
+                           "reactivate the parent first", code=code, parent=unit.parent.code))
     for k, v in values.items():
         setattr(unit, k, v)
     session.flush()
@@ -253,24 +257,32 @@ def update_unit(ctx: ServiceContext, code: str, data: dict) -> OrgUnit:
 
 def _names(rows, n: int = 5) -> str:
     rows = list(rows)
-    return ", ".join(rows[:n]) + (f" and {len(rows) - n} more" if len(rows) > n else "")
+    if len(rows) > n:
+        return msg("%(names)s and %(n)s more", names=", ".join(rows[:n]), n=len(rows) - n)
+    return ", ".join(rows)
 
 
 def _check_may_retire(session: Session, unit: OrgUnit) -> None:
     users = list(session.scalars(select(User.username).where(User.unit_id == unit.id, User.active.is_(True))
                                  .order_by(User.username)))
     if users:
-        raise Conflict(f"'{unit.code}' still has {len(users)} active user{'s' if len(users) > 1 else ''} "
-                       f"({_names(users)}): deactivate them or move them to another unit first")
+        raise Conflict(msg("'%(code)s' still has %(n)s active users (%(names)s): deactivate them or move them to "
+                           "another unit first", code=unit.code, n=len(users), names=_names(users))
+                       if len(users) > 1 else
+                       msg("'%(code)s' still has %(n)s active user (%(names)s): deactivate them or move them to "
+                           "another unit first", code=unit.code, n=len(users), names=_names(users)))
     children = list(session.scalars(select(OrgUnit.code).where(OrgUnit.parent_id == unit.id,
                                                                OrgUnit.active.is_(True)).order_by(OrgUnit.code)))
     if children:
-        raise Conflict(f"'{unit.code}' still has active sub-units ({_names(children)}): deactivate them first")
+        raise Conflict(msg("'%(code)s' still has active sub-units (%(names)s): deactivate them first",
+                           code=unit.code, names=_names(children)))
     open_items = session.scalar(select(func.count()).select_from(WorkItem)
                                 .where(WorkItem.owner_unit == unit.code, WorkItem.state == "open")) or 0
     if open_items:
-        raise Conflict(f"'{unit.code}' still holds {open_items} open work item{'s' if open_items > 1 else ''}: "
-                       "finish or reassign them first")
+        raise Conflict(msg("'%(code)s' still holds %(n)s open work items: finish or reassign them first",
+                           code=unit.code, n=open_items) if open_items > 1 else
+                       msg("'%(code)s' still holds %(n)s open work item: finish or reassign them first",
+                           code=unit.code, n=open_items))
 
 
 # ---- users ------------------------------------------------------------------------------------------
@@ -289,8 +301,8 @@ def list_users(ctx: ServiceContext, *, role: str | None = None, unit: str | None
     if unit is not None:
         u = _unit_by_code(session, unit)
         if u is None:
-            msg = f"unknown org unit '{unit}'"
-            raise ValidationFailed(msg, field_errors={"unit": [msg]})
+            text = msg("unknown org unit '%(code)s'", code=unit)
+            raise ValidationFailed(text, field_errors={"unit": [text]})
         cond.append(User.unit_id == u.id)
     if active is not None:
         cond.append(User.active.is_(active))
@@ -308,25 +320,26 @@ def get_user_admin(ctx: ServiceContext, username: str) -> User:
     district = admin_district(ctx)
     user = ctx.session.scalar(select(User).where(User.username == username))
     if user is None:
-        raise NotFound(f"no user '{username}'")
-    _check_scope(user.unit, district, f"user '{username}'")
+        raise NotFound(msg("no user '%(username)s'", username=username))
+    _check_scope(user.unit, district, msg("user '%(username)s'", username=username))
     return user
 
 
 def _unit_for_user(session: Session, code: str, district: OrgUnit) -> OrgUnit:
     unit = _unit_by_code(session, code)
     if unit is None or not unit.active:
-        msg = f"unknown or inactive org unit '{code}'"
-        raise ValidationFailed(msg, field_errors={"unit": [msg]})
-    _check_scope(unit, district, f"org unit '{code}'")
+        text = msg("unknown or inactive org unit '%(code)s'", code=code)
+        raise ValidationFailed(text, field_errors={"unit": [text]})
+    _check_scope(unit, district, msg("org unit '%(code)s'", code=code))
     return unit
 
 
 def _check_role_fits(role: str, unit: OrgUnit, field: str) -> None:
     want = ROLE_UNIT_KIND[role]
     if unit.kind != want:
-        msg = f"a {role} belongs to a {want}; '{unit.code}' is a {unit.kind}"
-        raise ValidationFailed(msg, field_errors={field: [msg]})
+        text = msg("a %(role)s belongs to a %(kind)s; '%(code)s' is a %(code_kind)s", role=role, kind=want,
+                   code=unit.code, code_kind=unit.kind)
+        raise ValidationFailed(text, field_errors={field: [text]})
 
 
 def create_user(ctx: ServiceContext, data: dict) -> User:
@@ -337,7 +350,7 @@ def create_user(ctx: ServiceContext, data: dict) -> User:
     _check_role_fits(values["role"], unit, "role")
     username = values["username"]
     if session.scalar(select(User.id).where(User.username == username)) is not None:
-        raise Conflict(f"a user named '{username}' already exists")
+        raise Conflict(msg("a user named '%(username)s' already exists", username=username))
     user = User(username=username, display_name=values["display_name"],
                 password_hash=hash_password(values["password"]), role=values["role"], unit=unit, active=True)
     session.add(user)
@@ -354,8 +367,8 @@ def update_user(ctx: ServiceContext, username: str, data: dict) -> tuple[User, i
     values = _load(UserUpdateSchema(), data, changes=True)
     session = ctx.session
     if user.id == ctx.user.id and (values.get("active") is False or values.get("role", "admin") != "admin"):
-        raise Conflict("you cannot deactivate your own account or take away your own admin role; "
-                       "ask another admin")
+        raise Conflict(msg("you cannot deactivate your own account or take away your own admin role; "
+                           "ask another admin"))
     unit = _unit_for_user(session, values["unit"], district) if "unit" in values else user.unit
     role = values.get("role", user.role)
     if "unit" in values or "role" in values:
@@ -412,7 +425,7 @@ def create_category(ctx: ServiceContext, data: dict) -> Category:
     values = _load(CategoryCreateSchema(), data)
     session = ctx.session
     if session.get(Category, values["code"]) is not None:
-        raise Conflict(f"a category with code '{values['code']}' already exists")
+        raise Conflict(msg("a category with code '%(code)s' already exists", code=values["code"]))
     row = Category(code=values["code"], name=values["name"], name_en=values["name_en"], active=True)
     session.add(row)
     session.flush()
@@ -425,7 +438,7 @@ def update_category(ctx: ServiceContext, code: str, data: dict) -> Category:
     admin_district(ctx)
     row = ctx.session.get(Category, code)
     if row is None:
-        raise NotFound(f"no category '{code}'")
+        raise NotFound(msg("no category '%(code)s'", code=code))
     values = _load(CategoryUpdateSchema(), data, changes=True)
     old = {k: getattr(row, k) for k in values}
     for k, v in values.items():
@@ -452,20 +465,20 @@ def issue_key(ctx: ServiceContext, data: dict) -> IssuedKey:
     if values["user"]:
         user = session.scalar(select(User).where(User.username == values["user"]))
         if user is None or not user.active:
-            msg = f"no active user '{values['user']}'"
-            raise ValidationFailed(msg, field_errors={"user": [msg]})
-        _check_scope(user.unit, district, f"user '{user.username}'")
+            text = msg("no active user '%(username)s'", username=values["user"])
+            raise ValidationFailed(text, field_errors={"user": [text]})
+        _check_scope(user.unit, district, msg("user '%(username)s'", username=user.username))
     else:
         ids = scope_unit_ids(session, district)
         user = session.scalar(select(User).where(User.role == "hotline", User.active.is_(True),
                                                  User.unit_id.in_(ids)).order_by(User.id))
         if user is None:
-            msg = f"no active hotline user in {district.code} to file calls as; name a user"
-            raise ValidationFailed(msg, field_errors={"user": [msg]})
+            text = msg("no active hotline user in %(district)s to file calls as; name a user", district=district.code)
+            raise ValidationFailed(text, field_errors={"user": [text]})
     if user.role not in FILING_ROLES:
-        msg = (f"{user.username} ({user.role}) cannot file calls; choose a user with one of the roles "
-               f"{', '.join(sorted(FILING_ROLES))}")
-        raise ValidationFailed(msg, field_errors={"user": [msg]})
+        text = msg("%(username)s (%(role)s) cannot file calls; choose a user with one of the roles %(roles)s",
+                   username=user.username, role=user.role, roles=", ".join(sorted(FILING_ROLES)))
+        raise ValidationFailed(text, field_errors={"user": [text]})
     return create_api_key(session, values["name"], username=user.username, now=ctx.clock.now(), actor=ctx.actor)
 
 
@@ -473,7 +486,7 @@ def revoke_key(ctx: ServiceContext, key_id: int) -> ApiKey:
     district = admin_district(ctx)
     row = ctx.session.get(ApiKey, key_id)
     if row is None:
-        raise NotFound(f"no API key {key_id}")
-    _check_scope(row.user.unit, district, f"API key {key_id}")
+        raise NotFound(msg("no API key %(id)s", id=key_id))
+    _check_scope(row.user.unit, district, msg("API key %(id)s", id=key_id))
     return revoke_api_key(ctx.session, key_id, now=ctx.clock.now(), actor=ctx.actor)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from engine.errors import NotFound, ValidationFailed
+from engine.errors import NotFound, ValidationFailed, msg
 
 from .models import Attachment
 
@@ -61,19 +61,21 @@ class AttachmentStore:
     def check(self, uploads: list[Upload], purpose: str = "photo", field: str = "photos") -> list[str]:
         """Validate every file before anything is written; returns their content types."""
         if len(uploads) > MAX_FILES:
-            raise ValidationFailed(f"at most {MAX_FILES} files", field_errors={field: [f"at most {MAX_FILES} files"]})
+            raise ValidationFailed(msg("at most %(n)s files", n=MAX_FILES),
+                                   field_errors={field: [msg("at most %(n)s files", n=MAX_FILES)]})
         types, errors = [], []
         for up in uploads:
             name = up.filename or "upload"
             if not up.data:
-                errors.append(f"{name}: the file is empty")
+                errors.append(msg("%(name)s: the file is empty", name=name))
             elif len(up.data) > self.max_bytes:
-                errors.append(f"{name}: {len(up.data)} bytes; the limit is {self.max_bytes} bytes")
+                errors.append(msg("%(name)s: %(size)s bytes; the limit is %(limit)s bytes", name=name,
+                                  size=len(up.data), limit=self.max_bytes))
             else:
                 kind = sniff_type(up.data[:16])
                 if kind not in ALLOWED[purpose]:
                     allowed = ", ".join(sorted(t.split("/")[1] for t in ALLOWED[purpose]))
-                    errors.append(f"{name}: not an accepted file type ({allowed})")
+                    errors.append(msg("%(name)s: not an accepted file type (%(allowed)s)", name=name, allowed=allowed))
                 types.append(kind or "")
         if errors:
             raise ValidationFailed("; ".join(errors), field_errors={field: errors})
@@ -112,14 +114,14 @@ class AttachmentStore:
     def read(self, row: Attachment) -> bytes:
         path = self.path_of(row.sha256)
         if not path.exists():
-            raise NotFound(f"the file of attachment {row.id} is missing from storage")
+            raise NotFound(msg("the file of attachment %(id)s is missing from storage", id=row.id))
         return path.read_bytes()
 
 
 def get_attachment(session: Session, attachment_id: int) -> Attachment:
     row = session.get(Attachment, attachment_id)
     if row is None:
-        raise NotFound(f"no attachment {attachment_id}")
+        raise NotFound(msg("no attachment %(id)s", id=attachment_id))
     return row
 
 
@@ -129,7 +131,8 @@ def claim_uploads(session: Session, ids: list[int], *, username: str, purposes: 
     if not ids:
         return []
     if len(set(ids)) != len(ids):
-        raise ValidationFailed("the same file is listed twice", field_errors={field: ["duplicate attachment id"]})
+        raise ValidationFailed(msg("the same file is listed twice"),
+                               field_errors={field: [msg("duplicate attachment id")]})
     from sqlalchemy import select
 
     rows = {a.id: a for a in session.scalars(select(Attachment).where(Attachment.id.in_(ids)))}
@@ -137,11 +140,11 @@ def claim_uploads(session: Session, ids: list[int], *, username: str, purposes: 
     for i in ids:
         a = rows.get(i)
         if a is None or a.uploaded_by != username:
-            errors.append(f"{i}: no such upload of yours (POST /api/v1/attachments first)")
+            errors.append(msg("%(id)s: no such upload of yours (POST /api/v1/attachments first)", id=i))
         elif a.call_id is not None:
-            errors.append(f"{i}: already attached to another call")
+            errors.append(msg("%(id)s: already attached to another call", id=i))
         elif a.purpose not in purposes:
-            errors.append(f"{i}: a {a.purpose} file cannot be used here")
+            errors.append(msg("%(id)s: a %(purpose)s file cannot be used here", id=i, purpose=a.purpose))
     if errors:
         raise ValidationFailed("; ".join(errors), field_errors={field: errors})
     return [rows[i] for i in ids]

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from engine.audit import record_audit
-from engine.errors import Conflict, NotFound, ValidationFailed
+from engine.errors import Conflict, NotFound, ValidationFailed, msg
 
 from .models import ApiKey, ApiToken, User
 from .org import authenticate, get_user
@@ -91,20 +91,22 @@ def create_api_key(session: Session, name: str, *, username: str | None, now: da
     """Issue a key named ``name`` that files calls as ``username`` (default: the district's hotline user)."""
     name = (name or "").strip()
     if not name or len(name) > 100:
-        raise ValidationFailed("a key needs a name of 1-100 characters", field_errors={"name": ["1-100 characters"]})
+        raise ValidationFailed(msg("a key needs a name of 1-100 characters"),
+                               field_errors={"name": [msg("%(low)s-%(high)s characters", low=1, high=100)]})
     if session.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
-        raise Conflict(f"an API key named '{name}' already exists")
+        raise Conflict(msg("an API key named '%(name)s' already exists", name=name))
     if username:
         user = get_user(session, username)
     else:
         user = session.scalar(select(User).where(User.role == "hotline", User.active.is_(True)).order_by(User.id))
         if user is None:
-            raise NotFound("no active hotline user to file calls as; name one with --user")
+            raise NotFound(msg("no active hotline user to file calls as; name one with --user"))
     from .org import FILING_ROLES
 
     if user.role not in FILING_ROLES:
-        raise ValidationFailed(f"{user.username} ({user.role}) cannot file calls",
-                               field_errors={"user": ["must be a user who may file calls"]})
+        raise ValidationFailed(msg("%(username)s (%(role)s) cannot file calls", username=user.username,
+                                   role=user.role),
+                               field_errors={"user": [msg("must be a user who may file calls")]})
     secret = "hy_" + secrets.token_urlsafe(30)
     row = ApiKey(name=name, key_hash=_digest(secret), prefix=secret[:10], user=user, created_at=now,
                  created_by=actor)
@@ -127,7 +129,7 @@ def api_key_user(session: Session, secret: str) -> tuple[User, ApiKey] | None:
 def revoke_api_key(session: Session, key_id: int, *, now: datetime, actor: str) -> ApiKey:
     row = session.get(ApiKey, key_id)
     if row is None:
-        raise NotFound(f"no API key {key_id}")
+        raise NotFound(msg("no API key %(id)s", id=key_id))
     if row.revoked_at is None:
         row.revoked_at = now
         record_audit(session, at=now, actor=actor, action="apikey.revoked", subject=row.name)

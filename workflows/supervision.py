@@ -16,7 +16,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from engine.audit import record_audit
-from engine.errors import Conflict, Forbidden, NotFound
+from engine.errors import Conflict, Forbidden, NotFound, msg
 from engine.models import SlaClock, SlaEvent, WorkItem
 from engine.sla import record_manual_event
 
@@ -81,17 +81,19 @@ class UrgeOutcome:
 def urge(ctx: ServiceContext, item_id: int, data: dict) -> UrgeOutcome:
     """A supervisor urges (催办) or formally supervises (督办) the unit holding an open, timed work item."""
     if ctx.user is None or ctx.user.role not in SUPERVISE_ROLES:
-        raise Forbidden(f"{ctx.actor} may not urge: only supervisors do")
+        raise Forbidden(msg("%(username)s may not urge: only supervisors do", username=ctx.actor))
     values = _load(UrgeSchema(), data)
     item = ctx.session.get(WorkItem, item_id)
     if item is None:
-        raise NotFound(f"no work item {item_id}")
+        raise NotFound(msg("no work item %(id)s", id=item_id))
     if item.state != "open":
-        raise Conflict(f"work item {item_id} ({item.title}) is already {item.state}")
+        raise Conflict(msg("work item %(id)s (%(title)s) is already %(state)s", id=item_id, title=item.title,
+                           state=item.state))
     clock = ctx.session.scalar(select(SlaClock).where(SlaClock.work_item_id == item.id,
                                                       SlaClock.state.in_(("running", "paused"))))
     if clock is None:
-        raise Conflict(f"work item {item_id} ({item.title}) has no running deadline to urge on")
+        raise Conflict(msg("work item %(id)s (%(title)s) has no running deadline to urge on", id=item_id,
+                           title=item.title))
     call = ctx.session.scalar(select(Call).where(Call.instance_id == item.instance_id, Call.parent_id.is_(None)))
     now = ctx.clock.now()
     signal = record_manual_event(ctx.session, clock, values["kind"], now=now, actor=ctx.actor, note=values["note"])

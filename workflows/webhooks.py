@@ -92,7 +92,7 @@ from sqlalchemy.orm import Session, aliased
 
 from engine.audit import record_audit
 from engine.clock import Clock
-from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed, msg
 
 from .calls import _load
 from .context import ServiceContext
@@ -156,7 +156,7 @@ def retry_delay(failed_attempts: int) -> timedelta:
 
 
 # ---- subscriptions --------------------------------------------------------------------------------
-_NAME = validate.And(validate.Length(min=1, max=100), validate.Regexp(r".*\S", error="must not be blank"))
+_NAME = validate.And(validate.Length(min=1, max=100), validate.Regexp(r".*\S", error=msg("must not be blank")))
 _URL = {"schemes": {"http", "https"}, "require_tld": False, "validate": validate.Length(max=500),
         "metadata": {"description": "http(s) URL the events are POSTed to"}}
 _EVENTS = {"validate": validate.Length(max=len(EVENT_TYPES)),
@@ -193,19 +193,22 @@ class SubscriptionOut:
 
 def _check_admin(ctx: ServiceContext) -> None:
     if ctx.user is not None and ctx.user.role not in ADMIN_ROLES:
-        raise Forbidden(f"{ctx.user.username} ({ctx.user.role}) may not manage webhooks")
+        raise Forbidden(msg("%(username)s (%(role)s) may not manage webhooks", username=ctx.user.username,
+                            role=ctx.user.role))
 
 
-def _bounded_id(value, what: str) -> int:
+def _bounded_id(value, missing: str) -> int:
+    """``value`` if it can be an id; else NotFound(``missing``)."""
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_ID:
-        raise NotFound(f"no {what} {value}")
+        raise NotFound(missing)
     return value
 
 
 def get_subscription(session: Session, subscription_id: int) -> WebhookSubscription:
-    row = session.get(WebhookSubscription, _bounded_id(subscription_id, "webhook subscription"))
+    missing = msg("no webhook subscription %(id)s", id=subscription_id)
+    row = session.get(WebhookSubscription, _bounded_id(subscription_id, missing))
     if row is None:
-        raise NotFound(f"no webhook subscription {subscription_id}")
+        raise NotFound(missing)
     return row
 
 
@@ -214,8 +217,8 @@ def _unique_name(session: Session, name: str, own_id: int | None = None) -> None
     if own_id is not None:
         q = q.where(WebhookSubscription.id != own_id)
     if session.scalar(q) is not None:
-        raise Conflict(f"a webhook subscription named '{name}' already exists",
-                       field_errors={"name": ["already taken"]})
+        raise Conflict(msg("a webhook subscription named '%(name)s' already exists", name=name),
+                       field_errors={"name": [msg("already taken")]})
 
 
 def _events(values: list[str]) -> list[str]:
@@ -249,8 +252,8 @@ def update_subscription(ctx: ServiceContext, subscription_id: int, data: Mapping
     row = get_subscription(ctx.session, subscription_id)
     values = _load(SubscriptionUpdateSchema(), data)
     if values.get("rotate_secret") and values.get("secret"):
-        raise ValidationFailed("give a new secret or rotate_secret, not both",
-                               field_errors={"rotate_secret": ["not with secret"]})
+        raise ValidationFailed(msg("give a new secret or rotate_secret, not both"),
+                               field_errors={"rotate_secret": [msg("not with secret")]})
     old = {"name": row.name, "url": row.url, "events": row.events, "active": row.active}
     if "name" in values:
         name = values["name"].strip()
@@ -336,7 +339,8 @@ def ping(ctx: ServiceContext, subscription_id: int) -> WebhookDelivery:
     _check_admin(ctx)
     row = get_subscription(ctx.session, subscription_id)
     if not row.active:
-        raise Conflict(f"webhook subscription {row.id} ({row.name}) is inactive; activate it first")
+        raise Conflict(msg("webhook subscription %(id)s (%(name)s) is inactive; activate it first", id=row.id,
+                           name=row.name))
     now = ctx.clock.now()
     event = OutboxEvent(event_type=PING, subject="", occurred_at=now,
                         payload={"type": PING, "occurred_at": now.isoformat(), "actor": ctx.actor, "call": None,
@@ -354,9 +358,10 @@ def ping(ctx: ServiceContext, subscription_id: int) -> WebhookDelivery:
 
 # ---- the delivery log --------------------------------------------------------------------------
 def get_delivery(session: Session, delivery_id: int) -> WebhookDelivery:
-    row = session.get(WebhookDelivery, _bounded_id(delivery_id, "webhook delivery"))
+    missing = msg("no webhook delivery %(id)s", id=delivery_id)
+    row = session.get(WebhookDelivery, _bounded_id(delivery_id, missing))
     if row is None:
-        raise NotFound(f"no webhook delivery {delivery_id}")
+        raise NotFound(missing)
     return row
 
 
@@ -383,11 +388,13 @@ def redeliver(ctx: ServiceContext, delivery_id: int) -> WebhookDelivery:
     _check_admin(ctx)
     row = get_delivery(ctx.session, delivery_id)
     if row.state == "pending":
-        raise Conflict(f"webhook delivery {row.id} is already pending (attempt {row.attempts + 1} due "
-                       f"{row.next_attempt_at.isoformat() if row.next_attempt_at else 'now'})")
+        raise Conflict(msg("webhook delivery %(id)s is already pending (attempt %(attempt)s due %(due)s)", id=row.id,
+                           attempt=row.attempts + 1,
+                           due=row.next_attempt_at.isoformat() if row.next_attempt_at else "now"))
     sub = row.subscription
     if not sub.active:
-        raise Conflict(f"webhook subscription {sub.id} ({sub.name}) is inactive; activate it first")
+        raise Conflict(msg("webhook subscription %(id)s (%(name)s) is inactive; activate it first", id=sub.id,
+                           name=sub.name))
     now = ctx.clock.now()
     old = {"state": row.state, "attempts": row.attempts}
     row.state, row.attempts, row.next_attempt_at, row.delivered_at = "pending", 0, now, None

@@ -36,7 +36,7 @@ def test_admin_sees_the_org_tree_and_creates_a_user_who_can_sign_in(open_as, sho
     page.fill("#f-password", "short")
     page.locator("#f-password").evaluate("el => el.removeAttribute('minlength')")  # let the server refuse it
     page.click("button:has-text('创建用户')")
-    assert "8-200 characters" in page.locator("#f-password-error").inner_text()
+    assert "应为 8 至 200 个字符" in page.locator("#f-password-error").inner_text()  # the service's message, in Chinese
     assert page.locator("#f-password").get_attribute("aria-invalid") == "true"
     shots(page, "new user refused")
     page.fill("#f-password", PASSWORD)
@@ -63,7 +63,7 @@ def test_deploy_a_new_routing_table_and_see_the_diff(open_as, shots):
                                       {"name": ALT_DMN.name, "mimeType": "application/xml",
                                        "buffer": ALT_DMN.read_bytes()}])
     page.click("button:has-text('校验并部署')")
-    assert "not well-formed XML" in page.locator("#f-files-error").inner_text()
+    assert "XML 格式不正确" in page.locator("#f-files-error").inner_text()
     assert page.locator("table.versions tbody tr").count() == 1  # nothing deployed
     shots(page, "bad bundle refused")
 

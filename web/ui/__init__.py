@@ -25,6 +25,8 @@ TRANSLATION_DIRS.append(HERE / "translations_calls")
 TRANSLATION_DIRS.append(HERE / "translations_supervision")
 TRANSLATION_DIRS.append(HERE / "translations_work")
 TRANSLATION_DIRS.append(HERE / "translations_admin")
+# the service layer's messages (msg() templates of engine/ and workflows/), shown by web/ui/errors.py
+TRANSLATION_DIRS.append(HERE / "translations_errors")
 UI_BLUEPRINTS = [
     ("web.ui.core", "bp"),
     ("web.ui.calls", "bp"),

@@ -32,6 +32,7 @@ from workflows import definitions_diff as dd
 from workflows.models import ROLE_UNIT_KIND, ROLES
 
 from .core import login_required, register_nav, services, ui_clock, ui_ctx
+from .errors import error_text, field_texts
 
 bp = Blueprint("ui_admin", __name__, url_prefix="/admin")
 register_nav("ui_admin.overview", _l("Administration"), {"admin"}, order=10)
@@ -91,9 +92,9 @@ def field_error(field: str, message: str) -> ValidationFailed:
 def _failed(exc: EngineError, field: str | None = None) -> dict[str, list[str]]:
     """Roll back a refused change; its messages by field (``_form`` for the form as a whole)."""
     g.db.rollback()
-    errors = {k: [str(m) for m in v] for k, v in (exc.field_errors or {}).items()}
+    errors = field_texts(exc)
     if not errors or isinstance(exc, Conflict):
-        errors.setdefault(field or "_form", [exc.message])
+        errors.setdefault(field or "_form", [error_text(exc)])
     if "_schema" in errors:
         errors.setdefault("_form", []).extend(errors.pop("_schema"))
     return errors
@@ -445,8 +446,8 @@ def _save_routing(row, name: str):
     except EngineError as exc:
         g.db.rollback()
         if wants_json:
-            return jsonify(ok=False, message=exc.message), 409 if isinstance(exc, Conflict) else 422
-        flash(exc.message, "error")
+            return jsonify(ok=False, message=error_text(exc)), 409 if isinstance(exc, Conflict) else 422
+        flash(error_text(exc), "error")
         return redirect(url_for(".routing", process=row.process_id, file=name))
     message, diff_url = _deployed_message(results)
     mine = next((r for r in results if r.process_id == row.process_id), results[0])

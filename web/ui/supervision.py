@@ -23,6 +23,7 @@ from workflows.models import OrgUnit
 from workflows.supervision import OVERSIGHT_ROLES, SUPERVISE_ROLES, URGE_KINDS, overdue_items, urge
 
 from .core import login_required, refresh_seconds, register_nav, ui_clock, ui_ctx, ui_user
+from .errors import error_text
 from .labels import STAGE, unit_name
 
 bp = Blueprint("ui_supervision", __name__)
@@ -243,7 +244,7 @@ def urge_item():
         g.db.commit()
     except EngineError as err:
         g.db.rollback()
-        flash(_("Nothing was sent: %(reason)s", reason=err.message), "error")
+        flash(_("Nothing was sent: %(reason)s", reason=error_text(err)), "error")
         return redirect(back)
     unit, number = unit_name(out.event.unit), out.call.number
     if kind == "urge":

@@ -43,7 +43,8 @@ from workflows.org import LANE_ROLES, may_act_on, may_see_call
 from workflows.queries import possible_duplicates
 
 from .core import login_required, refresh_seconds, register_nav, services, ui_ctx, ui_user
-from .labels import ACTION, SATISFACTION, STATUS, TASK, duration, unit_name
+from .errors import error_text
+from .labels import ACTION, SATISFACTION, TASK, duration
 
 bp = Blueprint("ui_work", __name__, template_folder="templates")
 
@@ -353,53 +354,6 @@ def form_values(task: str, action: str, form) -> dict:
     return values
 
 
-_ERRORS = [
-    (r"Missing data for required field\.|Shorter than minimum length 1\.|Field may not be null\.",
-     lambda m, is_list, empty: _("This field is required.")),
-    (r"Length must be between (\d+) and (\d+)\.",
-     lambda m, is_list, empty: _("This field is required.") if empty
-     else _("Enter %(low)s to %(high)s characters.", low=m[1], high=m[2])),
-    (r"Longer than maximum length (\d+)\.",
-     lambda m, is_list, empty: _("Choose at most %(n)s.", n=m[1]) if is_list
-     else _("Too long: at most %(n)s characters.", n=m[1])),
-    (r"Must be greater than or equal to (-?\d+) and less than or equal to (-?\d+)\.",
-     lambda m, is_list, empty: _("Enter a number from %(low)s to %(high)s.", low=m[1], high=m[2])),
-    (r"Not a valid integer\.", lambda m, is_list, empty: _("Enter a whole number.")),
-    (r"Not a valid boolean\.", lambda m, is_list, empty: _("Choose yes or no.")),
-    (r"Must be one of: .*", lambda m, is_list, empty: _("Choose one of the options.")),
-    (r"a caller cannot be satisfied with an unresolved call",
-     lambda m, is_list, empty: _("A caller cannot be satisfied when the problem is not resolved.")),
-    (r"each department once", lambda m, is_list, empty: _("Name each department once: the lead cannot also assist.")),
-    (r"unknown department '(.*)'", lambda m, is_list, empty: _("Unknown department '%(code)s'.", code=m[1])),
-    (r"required: the routing table suggests none.*", lambda m, is_list, empty: _("Choose a lead department.")),
-    (r"no such earlier call", lambda m, is_list, empty: _("There is no such earlier call.")),
-    (r"merge only into a call of the same street",
-     lambda m, is_list, empty: _("You can merge only into a call of the same street.")),
-    (r"(\S+) is (\w+); merge into an open call",
-     lambda m, is_list, empty: _("%(number)s is already %(status)s; merge into an open call.", number=m[1],
-                          status=STATUS.get(m[2], m[2]))),
-    (r"choose a different department", lambda m, is_list, empty: _("Choose a different department.")),
-    (r"(\S+) already handles it",
-     lambda m, is_list, empty: _("%(unit)s already handles it and cannot also assist.", unit=unit_name(m[1]))),
-    (r"at most (\d+) files", lambda m, is_list, empty: _("At most %(n)s files.", n=m[1])),
-    (r"(.+): not an accepted file type.*",
-     lambda m, is_list, empty: _("%(name)s: not an accepted file type (photos or PDF only).", name=m[1])),
-    (r"(.+): the file is empty", lambda m, is_list, empty: _("%(name)s: the file is empty.", name=m[1])),
-    (r"(.+): \d+ bytes; the limit is (\d+) bytes",
-     lambda m, is_list, empty: _("%(name)s is too large (at most %(mb)s MB).", name=m[1], mb=int(m[2]) // (1024 * 1024))),
-]
-
-
-def error_text(message, is_list: bool = False, empty: bool = False) -> str:
-    """An error message of the schema or the service, in the page's language where it is a known one."""
-    text = str(message)
-    for pattern, render in _ERRORS:
-        m = re.fullmatch(pattern, text)
-        if m:
-            return render(m, is_list, empty)
-    return text
-
-
 def split_errors(exc: ValidationFailed, forms: list[ActionForm], action: str, submitted) -> tuple[dict, list[str]]:
     """Field errors (translated) next to their fields; the rest for the top of the form."""
     form = next((f for f in forms if f.name == action), None)
@@ -410,14 +364,14 @@ def split_errors(exc: ValidationFailed, forms: list[ActionForm], action: str, su
             messages = [m for sub in messages.values() for m in (sub if isinstance(sub, list) else [sub])]
         given = submitted.getlist(key) + (submitted.getlist("into_other") if key == "into" else [])
         empty = not any(v.strip() for v in given)
-        texts = [error_text(m, by_name[key].is_list if key in by_name else False, empty)
+        texts = [error_text(m, is_list=by_name[key].is_list if key in by_name else False, empty=empty)
                  for m in (messages if isinstance(messages, list) else [messages])]
         if key in by_name:
             fields_[key] = texts
         else:
             general.extend(texts)
     if not exc.field_errors:
-        general.append(error_text(exc.message))
+        general.append(error_text(exc))
     return fields_, general
 
 
@@ -553,7 +507,7 @@ def act(item_id: int, action: str):
         except Conflict as exc:
             g.db.rollback()
             flash(_("Nothing was changed: someone acted on this item first, or it has moved on (%(detail)s).",
-                    detail=exc.message), "warning")
+                    detail=error_text(exc)), "warning")
             return redirect(url_for("ui_work.queue"))
         except Forbidden:
             g.db.rollback()
