@@ -91,7 +91,7 @@ def _service_templates() -> dict[str, str]:
 def test_every_service_message_has_a_chinese_translation_with_its_placeholders():
     """A service message added without a zh-CN translation (or with a placeholder lost) fails here."""
     templates, catalog = _service_templates(), _catalog()
-    assert len(templates) > 100
+    assert len(templates) > 50  # extraction works (about 120 today)
     missing = sorted(f"{where}: {t!r}" for t, where in templates.items() if not catalog.get(t))
     assert not missing, "untranslated service messages (add them to web/ui/translations_errors):\n" + "\n".join(missing)
     broken = sorted(f"{where}: {t!r} -> {catalog[t]!r}" for t, where in templates.items()
