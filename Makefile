@@ -45,7 +45,7 @@ lint: install
 bench: install
 	$(PY) bench/lifecycle.py
 	$(PY) bench/sla.py
-	$(PY) bench/http.py
+	$(PY) bench/http_api.py
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache node_modules web/ui/static/vendor

@@ -367,7 +367,7 @@ def part_empty_sweep(args) -> dict:
         f"open items, {loaded['running_clocks']:,} running clocks, next_fire_at {loaded['min_next_fire_at']} .. "
         f"{loaded['max_next_fire_at']}")
 
-    def deliver_never(session, c, signal):  # nothing is due: delivering would be a bug
+    def deliver_never(session, c, signal, **_):  # nothing is due: delivering would be a bug
         raise AssertionError(f"clock {c.id} fired in an empty sweep")
 
     counter = SqlCounter(services.engine, capture="FROM engine_sla_clock")
@@ -613,7 +613,7 @@ def capture_claim(engine, clock) -> tuple[str, object]:
         def factory():
             return Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False,
                            autoflush=False)
-        fire_due_clocks(factory, clock, lambda _s, _c, _signal: 0, limit=1)
+        fire_due_clocks(factory, clock, lambda _s, _c, _signal, **_: 0, limit=1)
     finally:
         outer.rollback()
         conn.close()

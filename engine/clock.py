@@ -119,10 +119,10 @@ class MemoClock:
     read) and every timestamp it writes agrees.
     """
 
-    def __init__(self, clock):
+    def __init__(self, clock, now: datetime | None = None):
         self.clock = clock
         self.virtual = getattr(clock, "virtual", False)
-        self._now: datetime | None = None
+        self._now: datetime | None = now
 
     def now(self) -> datetime:
         if self._now is None:

@@ -26,7 +26,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from .audit import record_audit
 from .clock import Clock
 from .definitions import SPEC_CACHE, SpecCache, get_definition
-from .errors import Conflict, NotFound, ProcessError, StaleInstance
+from .errors import Conflict, NotFound, ProcessError, StaleInstance, msg
 from .models import ProcessInstance, WorkItem
 from .spiff import BpmnWorkflow, ParsedProcess, deliver_to_boundary, dump_state, load_state, ready_human_tasks
 
@@ -146,20 +146,24 @@ class ProcessRuntime:
         them (saves a query); otherwise they are read here.
         """
         if item.state != "open":
-            raise Conflict(f"work item {item.id} ({item.title}) is already {item.state}"
-                           + (f" by {item.closed_by}" if item.closed_by else ""))
+            raise Conflict(msg("work item %(id)s (%(title)s) is already %(state)s by %(by)s", id=item.id,
+                               title=item.title, state=item.state, by=item.closed_by) if item.closed_by else
+                           msg("work item %(id)s (%(title)s) is already %(state)s", id=item.id, title=item.title,
+                               state=item.state))
         instance = item.instance
         if expected_instance_version is not None and instance.lock_version != expected_instance_version:
-            raise Conflict(f"{instance.business_key} changed since you loaded it; reload and try again")
+            raise Conflict(msg("%(number)s changed since you loaded it; reload and try again",
+                               number=instance.business_key))
         parsed, workflow = self._load(instance)
         task = self._task(workflow, item)
         if not task.has_state(TaskState.READY):
-            raise Conflict(f"work item {item.id} ({item.title}) cannot be completed now ({task.state_name})")
+            raise Conflict(msg("work item %(id)s (%(title)s) cannot be completed now (%(task_state)s)",
+                               id=item.id, title=item.title, task_state=task.state_name))
         task.data.update(data)
         try:
             task.run()
         except (SpiffWorkflowException, TypeError, KeyError, ValueError, AttributeError, NameError) as exc:
-            raise ProcessError(f"{item.title}: {exc}") from None
+            raise ProcessError(msg("%(title)s: %(error)s", title=item.title, error=str(exc))) from None
         self._run(workflow)
         if open_items is None:
             open_items = self._open_items(instance)
@@ -226,6 +230,10 @@ class ProcessRuntime:
     # ---- internals --------------------------------------------------------------------------
     def _load(self, instance: ProcessInstance) -> tuple[ParsedProcess, BpmnWorkflow]:
         parsed = self.cache.get(instance.definition)
+        # a second step on the instance in this transaction (the scheduler's batch) goes on from the first
+        pending = self.session.info.get(_PENDING, {}).get(id(instance))
+        if pending is not None and pending[0] is instance:
+            return parsed, pending[1]
         workflow = WORKFLOW_CACHE.take(instance.id, instance.lock_version)
         if workflow is None:
             workflow = load_state(instance.state, parsed)
@@ -235,7 +243,8 @@ class ProcessRuntime:
     def _task(workflow: BpmnWorkflow, item: WorkItem):
         task = workflow.get_task_from_id(UUID(item.task_id))
         if task is None:
-            raise NotFound(f"task of work item {item.id} not found in {item.instance.business_key}")
+            raise NotFound(msg("task of work item %(id)s not found in %(number)s", id=item.id,
+                               number=item.instance.business_key))
         return task
 
     def _open_items(self, instance: ProcessInstance) -> list[WorkItem]:
@@ -249,15 +258,15 @@ class ProcessRuntime:
         try:
             workflow.do_engine_steps()
         except SpiffWorkflowException as exc:
-            raise ProcessError(f"the process failed: {exc}") from None
+            raise ProcessError(msg("the process failed: %(error)s", error=str(exc))) from None
         except (TypeError, KeyError, ValueError, AttributeError, NameError) as exc:
             # SpiffWorkflow lets some data errors through raw (e.g. a multi-instance without input)
-            raise ProcessError(f"the process failed: {type(exc).__name__}: {exc}") from None
+            raise ProcessError(msg("the process failed: %(error)s", error=f"{type(exc).__name__}: {exc}")) from None
         uncaught = [e for e in workflow.get_events() if isinstance(e.event_definition, CodeEventDefinition)]
         if uncaught:
             names = ", ".join(f"{type(e.event_definition).__name__.replace('EventDefinition', '').lower()} "
                               f"'{e.event_definition.code or e.event_definition.name}'" for e in uncaught)
-            raise ProcessError(f"the process threw {names} and nothing caught it")
+            raise ProcessError(msg("the process threw %(events)s and nothing caught it", events=names))
 
     def _save(self, instance, workflow, parsed, *, open_items, closed_task, actor, action,
               flush: bool = True) -> StepResult:
@@ -310,8 +319,10 @@ class ProcessRuntime:
         try:
             self.session.flush()
         except StaleDataError:
-            raise StaleInstance(f"{', '.join(keys) or 'the call'} was changed by someone else at the same time; "
-                                "nothing was saved, reload and try again") from None
+            raise StaleInstance(msg("%(numbers)s was changed by someone else at the same time; "
+                                    "nothing was saved, reload and try again", numbers=", ".join(keys))
+                                if keys else msg("the call was changed by someone else at the same time; "
+                                                 "nothing was saved, reload and try again")) from None
 
     @staticmethod
     def _new_item(instance, workflow, task, now) -> WorkItem:

@@ -389,62 +389,110 @@ def record_manual_event(session: Session, c: SlaClock, kind: str, *, now: dateti
 
 
 # ---- the sweep ---------------------------------------------------------------------------------------
-Deliver = Callable[[Session, SlaClock, str], int]
+# deliver(session, clock, signal, now=the sweep's moment) -> boundary events that caught it
+Deliver = Callable[..., int]
 
 
 def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
 
 
+BATCH = 16  # due clocks claimed and fired per transaction
+
+
 def fire_due_clocks(session_factory: Callable[[], Session], clock: Clock, deliver: Deliver, *,
-                    limit: int | None = None) -> int:
+                    limit: int | None = None, batch: int = BATCH) -> int:
     """Fire every warning, breach and overdue that is due, in deadline order; returns how many fired.
 
-    Each event is claimed (the earliest due clock, ``FOR UPDATE SKIP LOCKED`` on
-    PostgreSQL; the clock's version column elsewhere) and handled in its own
-    small transaction, so two schedulers never fire the same event twice, a
-    restarted one catches up oldest first, and one failing clock (recorded as
-    an incident, retried with backoff) never blocks the others.
+    The earliest due clocks are claimed a few at a time (``FOR UPDATE SKIP
+    LOCKED`` on PostgreSQL; the clock's version column elsewhere) and fired in
+    one small transaction, oldest event first (a clock's warning and its breach
+    both, when catching up, if nothing unclaimed is due between them), so two
+    schedulers never fire the same event twice and a restarted one catches up
+    in deadline order.  If
+    anything in a batch fails, the batch is rolled back and its clocks are fired
+    one per transaction: a failing clock is recorded as an incident (retried
+    with backoff) and never blocks the others.
     """
     fired = 0
     skipped: set[int] = set()
     now = clock.now()
     while limit is None or fired < limit:
-        outcome = _fire_next(session_factory, now, deliver, skipped)
+        size = batch if limit is None else max(1, min(batch, limit - fired))
+        outcome = _fire_batch(session_factory, now, deliver, skipped, size)
         if outcome is None:
             return fired
         fired += outcome
     return fired
 
 
-def _fire_next(session_factory, now: datetime, deliver: Deliver, skipped: set[int]) -> int | None:
-    """Fire the earliest due event; None when nothing (claimable) is due."""
-    with session_factory() as session:
-        q = select(SlaClock).where(SlaClock.next_fire_at <= now)
-        if skipped:
-            q = q.where(SlaClock.id.notin_(skipped))
-        q = q.order_by(SlaClock.next_fire_at, SlaClock.id).limit(1)
-        if session.bind.dialect.name == "postgresql":
-            q = q.with_for_update(skip_locked=True)
-        c = session.scalar(q)
-        if c is None:
-            return None
-        clock_id = c.id
-        try:
-            pending = [(getattr(c, at_attr), kind, at_attr, fired_attr, signal)
-                       for kind, at_attr, fired_attr, signal in EVENTS
-                       if getattr(c, fired_attr) is None and getattr(c, at_attr) <= now]
-            fired = 0
-            if pending and c.state == "running":
-                moment, kind, _at, fired_attr, signal = min(pending, key=lambda p: p[0])
-                setattr(c, fired_attr, now)
-                session.add(SlaEvent(clock_id=c.id, kind=kind, subject=c.subject, stage=c.stage, unit=c.unit,
-                                     scheduled_for=moment, occurred_at=now, recorded_at=datetime.now(UTC),
-                                     actor="scheduler"))
-                deliver(session, c, signal)
-                fired = 1
+def _claim(session: Session, now: datetime, skipped: set[int], size: int, only: int | None = None) -> list[SlaClock]:
+    q = select(SlaClock).where(SlaClock.next_fire_at <= now)
+    if only is not None:
+        q = q.where(SlaClock.id == only)
+    elif skipped:
+        q = q.where(SlaClock.id.notin_(skipped))
+    q = q.order_by(SlaClock.next_fire_at, SlaClock.id).limit(size)
+    if session.bind.dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True)
+    return list(session.scalars(q))
+
+
+def _fire_clocks(session: Session, clocks: list[SlaClock], now: datetime, until: datetime,
+                 deliver: Deliver) -> int:
+    """Fire the clocks' events due by ``now`` and scheduled no later than ``until``, oldest first
+    across the clocks (a delivery may stop a clock: its later events are then dropped)."""
+    due = sorted(((getattr(c, at_attr), c.id, kind, fired_attr, signal, c)
+                  for c in clocks for kind, at_attr, fired_attr, signal in EVENTS
+                  if getattr(c, fired_attr) is None and getattr(c, at_attr) <= now and getattr(c, at_attr) <= until),
+                 key=lambda e: (e[0], e[1]))
+    fired = 0
+    for moment, _id, kind, fired_attr, signal, c in due:
+        if c.state != "running" or getattr(c, fired_attr) is not None:
+            continue
+        setattr(c, fired_attr, now)
+        session.add(SlaEvent(clock_id=c.id, kind=kind, subject=c.subject, stage=c.stage, unit=c.unit,
+                             scheduled_for=moment, occurred_at=now, recorded_at=datetime.now(UTC),
+                             actor="scheduler"))
+        deliver(session, c, signal, now=now)
+        fired += 1
+    for c in clocks:
+        if c.attempts or c.last_error is not None:
             c.attempts, c.last_error = 0, None
-            _schedule(c)
+        _schedule(c)
+    return fired
+
+
+def _fire_batch(session_factory, now: datetime, deliver: Deliver, skipped: set[int], size: int) -> int | None:
+    """Claim up to ``size`` due clocks and fire them in one transaction; None when nothing is due."""
+    with session_factory() as session:
+        clocks = _claim(session, now, skipped, size)
+        if not clocks:
+            return None
+        ids = [c.id for c in clocks]
+        # deadline order across schedulers' batches: every clock not claimed here fires at or after
+        # the last claimed one's next event, so only events up to that moment go now
+        until = clocks[-1].next_fire_at if len(clocks) == size else now
+        try:
+            fired = _fire_clocks(session, clocks, now, until, deliver)
+            session.commit()
+            return fired
+        except Exception:  # noqa: BLE001 - retried one by one below, where it is recorded
+            session.rollback()
+            if len(ids) == 1:
+                return _fire_one(session_factory, now, deliver, skipped, ids[0])
+    return sum(_fire_one(session_factory, now, deliver, skipped, clock_id) for clock_id in ids)
+
+
+def _fire_one(session_factory, now: datetime, deliver: Deliver, skipped: set[int], clock_id: int) -> int:
+    """Fire one clock in its own transaction; a failure becomes an incident (or, lost to another
+    scheduler, is skipped for this sweep)."""
+    with session_factory() as session:
+        [c] = _claim(session, now, skipped, 1, only=clock_id) or [None]
+        if c is None:
+            return 0  # handled meanwhile, or locked by another scheduler
+        try:
+            fired = _fire_clocks(session, [c], now, c.next_fire_at, deliver)
             session.commit()
             return fired
         except (StaleDataError, StaleInstance):

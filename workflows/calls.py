@@ -15,7 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from engine.audit import audit_trail, record_audit
-from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from engine.clock import MemoClock
+from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed, msg
 from engine.models import AuditEvent, SlaClock, WorkItem
 from engine.runtime import StepResult
 from engine.sla import remaining_time
@@ -49,7 +50,7 @@ class FileCallSchema(Schema):
 
 def _load(schema: Schema, data) -> dict:
     if not isinstance(data, dict):
-        raise ValidationFailed("expected a JSON object")
+        raise ValidationFailed(msg("expected a JSON object"))
     try:
         return schema.load(data)
     except SchemaError as exc:
@@ -69,22 +70,25 @@ def file_call(ctx: ServiceContext, data: dict) -> Call:
 def _file(ctx: ServiceContext, data: dict) -> tuple[Call, StepResult]:
     user = ctx.user
     if user.role not in FILING_ROLES:
-        raise Forbidden(f"{user.role} cannot file calls")
+        raise Forbidden(msg("%(role)s cannot file calls", role=user.role))
     values = _load(FileCallSchema(), data)
     category = get_category(ctx.session, values["category"])
     if user.unit.kind == "community":
         community = user.unit
         if values["community"] not in (None, community.code):
-            raise Forbidden(f"{user.username} files calls for {community.code} only")
+            raise Forbidden(msg("%(username)s files calls for %(community)s only", username=user.username,
+                                community=community.code))
     else:  # a street command centre, or the district's hotline intake (12345, Open311)
         if not values["community"]:
-            raise ValidationFailed(f"community is required when a {user.unit.kind} files a call",
-                                   field_errors={"community": ["required"]})
+            raise ValidationFailed(msg("community is required when a %(kind)s files a call", kind=user.unit.kind),
+                                   field_errors={"community": [msg("required")]})
         community = get_unit(ctx.session, values["community"], "community")
         if user.unit.kind == "street" and community.parent_id != user.unit_id:
-            raise Forbidden(f"{community.code} is not a community of {user.unit.code}")
+            raise Forbidden(msg("%(community)s is not a community of %(street)s", community=community.code,
+                                street=user.unit.code))
         if user.unit.kind == "district" and district_of(community).id != user.unit_id:
-            raise Forbidden(f"{community.code} is not in {user.unit.code}")
+            raise Forbidden(msg("%(community)s is not in %(district)s", community=community.code,
+                                district=user.unit.code))
         values["direct_to_street"] = True
     street = community.parent
     district = district_of(community)
@@ -161,7 +165,7 @@ def replay_filing(ctx: ServiceContext, key: str, request_hash: str) -> Filing | 
     if row is None:
         return None
     if row.request_hash != request_hash:
-        raise Conflict("this Idempotency-Key was already used for a different request; use a new key")
+        raise Conflict(msg("this Idempotency-Key was already used for a different request; use a new key"))
     call = ctx.session.get(Call, row.call_id)
     items = list(ctx.session.scalars(select(WorkItem).where(WorkItem.instance_id == call.instance_id,
                                                             WorkItem.state == "open").order_by(WorkItem.id)))
@@ -181,7 +185,7 @@ class ActionOutcome:
 def call_of_instance(session: Session, instance_id: int) -> Call:
     call = session.scalar(select(Call).where(Call.instance_id == instance_id, Call.parent_id.is_(None)))
     if call is None:
-        raise NotFound(f"no call for process instance {instance_id}")
+        raise NotFound(msg("no call for process instance %(id)s", id=instance_id))
     return call
 
 
@@ -200,15 +204,15 @@ def load_for_action(session: Session, item_id: int) -> tuple[WorkItem, Call, lis
     item = next((wi for wi, _call in rows if wi.id == item_id), None)
     if item is None:
         if session.get(WorkItem, item_id) is None:
-            raise NotFound(f"no work item {item_id}")
-        raise NotFound(f"no call for the process of work item {item_id}")
+            raise NotFound(msg("no work item %(id)s", id=item_id))
+        raise NotFound(msg("no call for the process of work item %(id)s", id=item_id))
     return item, rows[0][1], [wi for wi, _call in rows if wi.state == "open"]
 
 
 def get_work_item(session: Session, item_id: int) -> WorkItem:
     item = session.get(WorkItem, item_id, options=[joinedload(WorkItem.instance)])
     if item is None:
-        raise NotFound(f"no work item {item_id}")
+        raise NotFound(msg("no work item %(id)s", id=item_id))
     return item
 
 
@@ -222,8 +226,10 @@ def act_on_work_item(ctx: ServiceContext, item_id: int, action: str, data: dict 
     item, call, open_items = load_for_action(ctx.session, item_id)
     check_may_act(ctx.user, item)
     if item.state != "open":
-        raise Conflict(f"work item {item.id} ({item.title}) is already {item.state}"
-                       + (f" by {item.closed_by}" if item.closed_by else ""))
+        raise Conflict(msg("work item %(id)s (%(title)s) is already %(state)s by %(by)s", id=item.id,
+                           title=item.title, state=item.state, by=item.closed_by) if item.closed_by else
+                       msg("work item %(id)s (%(title)s) is already %(state)s", id=item.id, title=item.title,
+                           state=item.state))
     spec, values = resolve_action(item, action, data)
     old = {"status": call.status, "level": call.level}
     if item.assignee is None:  # the first person to act on an item takes it
@@ -235,7 +241,7 @@ def act_on_work_item(ctx: ServiceContext, item_id: int, action: str, data: dict 
     elif outcome.kind == "deliver":
         step = runtime.deliver(item, outcome.event, outcome.data, actor=ctx.actor, open_items=open_items)
         if step.caught == 0:
-            raise Conflict(f"'{action}' cannot be done on '{item.title}' now")
+            raise Conflict(msg("'%(action)s' cannot be done on '%(title)s' now", action=action, title=item.title))
         item.context = {**item.context, outcome.event: outcome.data}
     else:
         step = None
@@ -366,9 +372,9 @@ def _sync_call(ctx: ServiceContext, call: Call, step: StepResult) -> None:
 def get_call(ctx: ServiceContext, number: str) -> Call:
     call = ctx.session.scalar(select(Call).where(Call.number == number))
     if call is None:
-        raise NotFound(f"no call {number}")
+        raise NotFound(msg("no call %(number)s", number=number))
     if not may_see_call(ctx.session, ctx.user, call):
-        raise Forbidden(f"{ctx.user.username} may not see {number}")
+        raise Forbidden(msg("%(username)s may not see %(number)s", username=ctx.user.username, number=number))
     return call
 
 
@@ -411,7 +417,7 @@ def call_diagram(ctx: ServiceContext, number: str) -> CallDiagram:
     call = get_call(ctx, number)
     root = call.parent if call.parent_id else call
     if root.instance_id is None:
-        raise NotFound(f"{number} has no process")
+        raise NotFound(msg("%(number)s has no process", number=number))
     from engine.models import ProcessInstance
 
     instance = ctx.session.get(ProcessInstance, root.instance_id)
@@ -508,10 +514,11 @@ def make_sla_deliver(clock, keeper):
     """The scheduler's way into the process: deliver a clock's warning/breach/overdue to its task."""
     from .context import ServiceContext
 
-    def deliver(session: Session, sla_clock, signal: str) -> int:
+    def deliver(session: Session, sla_clock, signal: str, now: datetime | None = None) -> int:
         if sla_clock.work_item_id is None:
             return 0
-        ctx = ServiceContext(session, clock, None, sla=keeper, system_actor="scheduler")
+        # every timestamp of the delivery is the sweep's moment (and a stored virtual clock is not re-read)
+        ctx = ServiceContext(session, MemoClock(clock, now), None, sla=keeper, system_actor="scheduler")
         payload = {"clock": sla_clock.id, "stage": sla_clock.stage, "unit": sla_clock.unit,
                    "due_at": sla_clock.due_at.isoformat()}
         return deliver_process_event(ctx, sla_clock.work_item_id, signal, payload)

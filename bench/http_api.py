@@ -21,10 +21,10 @@ touched), served by ``gunicorn -w 2 web.wsgi:app`` (HUYING_ENV=production, rate 
               median department), a street dispatcher and community staff: p50/p99, sequentially and
               with C concurrent clients, and the EXPLAIN ANALYZE of its queries.  target: p99 <= 20 ms
 
-Run:  python bench/http.py                           (all parts at the issue's sizes, ~7 min on 2 CPUs)
-      python bench/http.py --skip-queue              (tickets and sql only, ~3 min)
-      python bench/http.py --queue-items 100000      (a quicker queue part)
-      python bench/http.py --tickets 80 --rounds 5   (more tickets per round)
+Run:  python bench/http_api.py                           (all parts at the issue's sizes, ~7 min on 2 CPUs)
+      python bench/http_api.py --skip-queue              (tickets and sql only, ~3 min)
+      python bench/http_api.py --queue-items 100000      (a quicker queue part)
+      python bench/http_api.py --tickets 80 --rounds 5   (more tickets per round)
 Results: a table on stdout and bench/results/http.json.  See bench/README.md.
 """
 from __future__ import annotations
@@ -44,11 +44,9 @@ import time
 import traceback
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path, and this file (http.py) would shadow the
-# standard library's ``http`` package that http.client, requests and Werkzeug import: drop the folder.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or os.getcwd()).resolve() != _HERE]
-ROOT = _HERE.parent
+# (not named http.py: run as a script, this folder comes first on sys.path and such a file would
+# shadow the standard library's ``http`` package for every benchmark here)
+ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -363,7 +361,7 @@ class Client:
 
 def sign_in(client: Client, username: str) -> str:
     status, body = client.post("/api/v1/auth/tokens", {"username": username, "password": PASSWORD,
-                                                       "client": "bench/http.py"})
+                                                       "client": "bench/http_api.py"})
     if status != 201:
         raise HttpError(f"sign-in of {username}: {status} {body}")
     return body["token"]
