@@ -26,7 +26,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from .audit import record_audit
 from .calendar import BusinessCalendar, CalendarError, Target, parse_office_hours
 from .clock import Clock
-from .errors import StaleInstance, ValidationFailed
+from .errors import StaleInstance, ValidationFailed, msg
 from .models import CalendarOverride, CalendarRevision, Incident, SlaClock, SlaEvent, SlaPolicy, WorkItem
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class _TargetSchema(Schema):
     @validates_schema
     def _one(self, data, **_):
         if len(data) != 1:
-            raise ValidationError("give exactly one of working_hours, working_days, wall_hours")
+            raise ValidationError(msg("give exactly one of working_hours, working_days, wall_hours"))
 
 
 class _RuleSchema(Schema):
@@ -60,7 +60,7 @@ class _RuleSchema(Schema):
     @validates_schema
     def _stage(self, data, **_):
         if "stage" not in data.get("match", {}):
-            raise ValidationError("every rule must match a stage", "match")
+            raise ValidationError(msg("every rule must match a stage"), "match")
 
 
 class PolicySchema(Schema):
@@ -81,7 +81,7 @@ def validate_policy(document: Mapping) -> dict:
     try:
         return PolicySchema().load(document)
     except ValidationError as exc:
-        raise ValidationFailed(f"invalid SLA policy: {exc.messages}",
+        raise ValidationFailed(msg("invalid SLA policy: %(errors)s", errors=exc.messages),
                                field_errors={k: [str(v)] for k, v in exc.messages.items()}) from None
 
 

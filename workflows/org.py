@@ -4,7 +4,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.errors import Forbidden, NotFound, ValidationFailed
+from engine.errors import Forbidden, NotFound, ValidationFailed, msg
 
 from .models import Call, Category, OrgUnit, User
 
@@ -25,7 +25,7 @@ READ_ALL_ROLES = {"district_dispatcher", "supervisor", "admin"}
 def get_user(session: Session, username: str) -> User:
     user = session.scalar(select(User).where(User.username == username))
     if user is None or not user.active:
-        raise NotFound(f"no active user '{username}'")
+        raise NotFound(msg("no active user '%(username)s'", username=username))
     return user
 
 
@@ -42,15 +42,17 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
 def get_unit(session: Session, code: str, kind: str | None = None) -> OrgUnit:
     unit = session.scalar(select(OrgUnit).where(OrgUnit.code == code))
     if unit is None or not unit.active or (kind and unit.kind != kind):
-        raise ValidationFailed(f"unknown {kind or 'org unit'} '{code}'",
-                               field_errors={kind or "unit": [f"unknown {kind or 'org unit'} '{code}'"]})
+        text = (msg("unknown %(kind)s '%(code)s'", kind=kind, code=code) if kind
+                else msg("unknown org unit '%(code)s'", code=code))
+        raise ValidationFailed(text, field_errors={kind or "unit": [text]})
     return unit
 
 
 def get_category(session: Session, code: str) -> Category:
     category = session.get(Category, code)
     if category is None or not category.active:
-        raise ValidationFailed(f"unknown category '{code}'", field_errors={"category": [f"unknown category '{code}'"]})
+        text = msg("unknown category '%(code)s'", code=code)
+        raise ValidationFailed(text, field_errors={"category": [text]})
     return category
 
 
@@ -68,8 +70,13 @@ def may_act_on(user: User, lane: str | None, owner_unit: str | None) -> bool:
 
 def check_may_act(user: User, item) -> None:
     if not may_act_on(user, item.lane, item.owner_unit):
-        raise Forbidden(f"{user.username} ({user.role}, {user.unit.code}) may not act on work item {item.id} "
-                        f"'{item.title}' owned by {item.owner_unit or 'nobody'}")
+        if item.owner_unit:
+            raise Forbidden(msg("%(username)s (%(role)s, %(unit)s) may not act on work item %(id)s '%(title)s' "
+                                "owned by %(owner)s", username=user.username, role=user.role, unit=user.unit.code,
+                                id=item.id, title=item.title, owner=item.owner_unit))
+        raise Forbidden(msg("%(username)s (%(role)s, %(unit)s) may not act on work item %(id)s '%(title)s' "
+                            "owned by nobody", username=user.username, role=user.role, unit=user.unit.code,
+                            id=item.id, title=item.title))
 
 
 def may_see_call(session: Session, user: User, call: Call) -> bool:

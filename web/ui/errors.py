@@ -66,6 +66,7 @@ PARAMS: dict[str, Callable[[object], str]] = {
     "street": _unit,
     "district": _unit,
     "owner": _unit,
+    "unit": _unit,
 }
 
 
