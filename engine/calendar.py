@@ -166,20 +166,36 @@ class BusinessCalendar:
         return Deadline(datetime.combine(day, close, self.tz), self.assumed_days(span))
 
     def working_time_between(self, start: datetime, end: datetime) -> timedelta:
-        """Office time between two moments (zero if ``end`` is not after ``start``)."""
+        """Office time between two moments (zero if ``end`` is not after ``start``).
+
+        Only the first and the last day are clipped period by period; each working day
+        between counts a whole office day (a queue shows the remaining time of every item,
+        deadlines weeks ahead: this is called a lot).
+        """
         a, b = self._local(start), self._local(end)
         if b <= a:
             return timedelta(0)
-        total = 0.0
-        day = a.date()
-        while day <= b.date():
-            if self.is_workday(day):
-                for p_start, p_end in self._periods(day):
-                    lo, hi = max(p_start, a), min(p_end, b)
-                    if hi > lo:
-                        total += (hi - lo).total_seconds()
-            day += timedelta(days=1)
+        first, last = a.date(), b.date()
+        total = self._office_seconds(first, a, b)
+        if last != first:
+            total += self._office_seconds(last, a, b)
+            day, whole = first + timedelta(days=1), 0
+            while day < last:
+                whole += self.is_workday(day)
+                day += timedelta(days=1)
+            total += whole * self._day_length
         return timedelta(seconds=total)
+
+    def _office_seconds(self, day: date, a: datetime, b: datetime) -> float:
+        """Office time of ``day`` that falls between ``a`` and ``b``."""
+        if not self.is_workday(day):
+            return 0.0
+        total = 0.0
+        for p_start, p_end in self._periods(day):
+            lo, hi = max(p_start, a), min(p_end, b)
+            if hi > lo:
+                total += (hi - lo).total_seconds()
+        return total
 
     def deadline(self, start: datetime, target: Target) -> Deadline:
         if target.kind == "working_hours":

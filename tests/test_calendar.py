@@ -112,3 +112,27 @@ def test_a_calendar_without_workdays_fails_clearly_instead_of_looping():
     cal = BusinessCalendar(overrides={date(2026, 10, 12) + timedelta(days=i): False for i in range(4000)})
     with pytest.raises(CalendarError, match="no working"):
         cal.deadline(at(2026, 10, 12, 9), Target("working_hours", 1))
+
+
+def _office_time_minute_by_minute(cal: BusinessCalendar, a: datetime, b: datetime) -> timedelta:
+    """The plain definition: count each minute that is inside office hours on a working day."""
+    total, t = 0, a
+    while t < b:
+        local = t.astimezone(SHANGHAI)
+        if cal.is_workday(local.date()) and any(s <= local.time() < e for s, e in cal.office_hours):
+            total += 1
+        t += timedelta(minutes=1)
+    return timedelta(minutes=total)
+
+
+@pytest.mark.parametrize("a, b", [
+    (at(2026, 9, 30, 11, 17), at(2026, 10, 9, 15, 3)),   # National Day holidays and the make-up Saturday
+    (at(2026, 10, 10, 8, 0), at(2026, 10, 10, 19, 0)),   # the make-up Saturday itself, all of it
+    (at(2026, 10, 12, 12, 30), at(2026, 10, 12, 13, 30)),  # inside the lunch break: nothing
+    (at(2026, 10, 12, 17, 59), at(2026, 10, 14, 9, 1)),   # across two evenings
+    (at(2026, 12, 31, 10, 0), at(2027, 1, 4, 16, 45)),    # New Year, into the year beyond the data
+    (at(2026, 10, 3, 10, 0), at(2026, 10, 5, 10, 0)),     # holidays only
+])
+def test_working_time_between_agrees_with_counting_minutes(a, b):
+    cal = BusinessCalendar()
+    assert cal.working_time_between(a, b) == _office_time_minute_by_minute(cal, a, b)
