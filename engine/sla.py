@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -451,9 +451,11 @@ def _fire_clocks(session: Session, clocks: list[SlaClock], now: datetime, until:
         if c.state != "running" or getattr(c, fired_attr) is not None:
             continue
         setattr(c, fired_attr, now)
-        session.add(SlaEvent(clock_id=c.id, kind=kind, subject=c.subject, stage=c.stage, unit=c.unit,
-                             scheduled_for=moment, occurred_at=now, recorded_at=datetime.now(UTC),
-                             actor="scheduler"))
+        # a plain INSERT: the event is only read after the commit (as the audit log)
+        session.execute(insert(SlaEvent.__table__), [
+            {"clock_id": c.id, "kind": kind, "subject": c.subject, "stage": c.stage, "unit": c.unit,
+             "scheduled_for": moment, "occurred_at": now, "recorded_at": datetime.now(UTC), "actor": "scheduler",
+             "note": ""}])
         deliver(session, c, signal, now=now)
         fired += 1
     for c in clocks:
