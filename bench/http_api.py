@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import secrets
 import signal
 import socket
@@ -49,8 +48,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+if str(ROOT / "bench") not in sys.path:
+    sys.path.insert(0, str(ROOT / "bench"))
 
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+import benchlib  # noqa: E402
+from benchlib import (  # noqa: E402
+    PG_ADMIN_URL,
+    fmt,
+    log,
+    machine_line,
+    pct,
+    pg_admin,
+)
+
 PG_DB = "huying_bench_http"  # the only database this benchmark creates, uses and drops
 PG_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_DB}"
 PG_PLAIN = f"postgresql://postgres@127.0.0.1:5432/{PG_DB}"
@@ -87,88 +97,12 @@ def users_of(scenario: str) -> list[str]:
 
 # ---- helpers -------------------------------------------------------------------------------------
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def pct(values, p: float):
-    if not values:
-        return None
-    s = sorted(values)
-    k = (len(s) - 1) * p / 100
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-def fmt(v, nd=1) -> str:
-    return "—" if v is None else f"{v:.{nd}f}"
-
-
-def pg_admin(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql)
-
-
 def drop_database() -> None:
     pg_admin(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
 
 
 def machine() -> dict:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"nproc": os.cpu_count(), "cpu_model": model or platform.processor(), "python": platform.python_version(),
-            "platform": platform.platform(), "loadavg": os.getloadavg()}
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN_URL) as conn:
-            info["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]
-            info["pg_settings"] = dict(conn.execute(
-                "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s)",
-                (["shared_buffers", "work_mem", "synchronous_commit", "fsync", "jit", "max_connections",
-                  "random_page_cost", "effective_cache_size"],)).fetchall())
-    except Exception as exc:  # noqa: BLE001
-        info["postgresql"] = f"unavailable: {exc}"
-    from importlib.metadata import PackageNotFoundError, version
-
-    for pkg in ("gunicorn", "flask", "flask-smorest", "marshmallow", "sqlalchemy", "SpiffWorkflow", "psycopg"):
-        try:
-            info[pkg.lower()] = version(pkg)
-        except PackageNotFoundError:
-            info[pkg.lower()] = None
-    info.update(code_version())
-    return info
-
-
-CODE_DIRS = ("engine", "workflows", "web", "config", "migrations", "bpmn")
-
-
-def code_version() -> dict:
-    def git(*argv):
-        return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True).stdout.rstrip("\n")
-
-    try:
-        return {"git_head": git("rev-parse", "--short", "HEAD"),
-                "git_code_commit": git("log", "-1", "--format=%h", "--", *CODE_DIRS),
-                "git_dirty": [ln[3:] for ln in git("status", "--porcelain", "--", *CODE_DIRS).splitlines()]}
-    except OSError:
-        return {}
-
-
-def machine_line(m: dict) -> str:
-    return (f"machine: {m['nproc']} CPUs, {m['cpu_model']}; PostgreSQL {m.get('postgresql')}; "
-            f"Python {m['python']}; gunicorn {m.get('gunicorn')}; SQLAlchemy {m.get('sqlalchemy')}; "
-            f"SpiffWorkflow {m.get('spiffworkflow')}; load avg {', '.join(f'{x:.2f}' for x in m['loadavg'])}; "
-            f"git {m.get('git_head', '?')} (code: {m.get('git_code_commit', '?')})"
-            f"{' + local changes in ' + ', '.join(m['git_dirty']) if m.get('git_dirty') else ''}")
+    return benchlib.machine(ROOT, ("gunicorn", "flask", "flask-smorest", "marshmallow", "sqlalchemy", "SpiffWorkflow", "psycopg"))
 
 
 def machine_cpu() -> tuple[float, float]:

@@ -36,8 +36,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+if str(ROOT / "bench") not in sys.path:
+    sys.path.insert(0, str(ROOT / "bench"))
 
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+from benchlib import PG_ADMIN_URL, cpu_model  # noqa: E402
+
 PG_DB = "huying_bench"
 PG_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_DB}"
 
@@ -412,18 +415,10 @@ def run_raw(tickets: int, rounds: int, warmup: int) -> dict:
 # ---- reporting --------------------------------------------------------------------------------
 
 def machine() -> dict:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import SpiffWorkflow
     import sqlalchemy
 
-    info = {"nproc": os.cpu_count(), "cpu": model or platform.processor(), "python": platform.python_version(),
+    info = {"nproc": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version(),
             "platform": platform.platform(), "sqlalchemy": sqlalchemy.__version__,
             "spiffworkflow": getattr(SpiffWorkflow, "__version__", "?")}
     try:

@@ -32,7 +32,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -44,8 +43,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+if str(ROOT / "bench") not in sys.path:
+    sys.path.insert(0, str(ROOT / "bench"))
 
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+import benchlib  # noqa: E402
+from benchlib import CODE_DIRS, code_version, fmt, log, machine_line, pct, pg_admin  # noqa: E402
+
 PG_DB = "huying_bench_sla"  # the only database this benchmark creates, uses and drops
 PG_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_DB}"
 RESULTS = ROOT / "bench" / "results"
@@ -66,30 +69,6 @@ STAGE_TARGET = {"community_handle": ("working_days", 1), "triage": ("working_hou
 
 
 # ---- helpers -------------------------------------------------------------------------------------
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def pct(values, p: float):
-    if not values:
-        return None
-    s = sorted(values)
-    k = (len(s) - 1) * p / 100
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-def fmt(v, nd=1) -> str:
-    return "—" if v is None else f"{v:.{nd}f}"
-
-
-def pg_admin(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql)
-
 
 def pg_exec_autocommit(sql: str) -> None:
     """Run one statement on the benchmark database outside a transaction (VACUUM)."""
@@ -127,60 +106,7 @@ def fresh_database(at: datetime | None = None):
 
 
 def machine() -> dict:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"nproc": os.cpu_count(), "cpu_model": model or platform.processor(), "python": platform.python_version(),
-            "platform": platform.platform(), "loadavg": os.getloadavg()}
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN_URL) as conn:
-            info["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]
-            info["pg_settings"] = dict(conn.execute(
-                "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s)",
-                (["shared_buffers", "work_mem", "synchronous_commit", "fsync", "autovacuum", "jit",
-                  "max_connections", "random_page_cost"],)).fetchall())
-    except Exception as exc:  # noqa: BLE001
-        info["postgresql"] = f"unavailable: {exc}"
-    try:
-        from importlib.metadata import version
-
-        info["sqlalchemy"] = version("sqlalchemy")
-        info["spiffworkflow"] = version("SpiffWorkflow")
-        info["psycopg"] = version("psycopg")
-    except Exception:  # noqa: BLE001
-        pass
-    info.update(code_version())
-    return info
-
-
-CODE_DIRS = ("engine", "workflows", "web", "config", "migrations", "bpmn")
-
-
-def code_version() -> dict:
-    """The git commit, the last commit that touched the measured code, and its uncommitted changes."""
-    def git(*argv):
-        return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
-    try:
-        return {"git_head": git("rev-parse", "--short", "HEAD"),
-                "git_code_commit": git("log", "-1", "--format=%h", "--", *CODE_DIRS),
-                "git_dirty": [ln[3:] for ln in git("status", "--porcelain", "--", *CODE_DIRS).splitlines()]}
-    except OSError:
-        return {}
-
-
-def machine_line(m: dict) -> str:
-    return (f"machine: {m['nproc']} CPUs, {m['cpu_model']}; PostgreSQL {m.get('postgresql')}; "
-            f"Python {m['python']}; load avg {', '.join(f'{x:.2f}' for x in m['loadavg'])}; "
-            f"git {m.get('git_head', '?')} (code: {m.get('git_code_commit', '?')})"
-            f"{' + local changes in ' + ', '.join(m['git_dirty']) if m.get('git_dirty') else ''}")
+    return benchlib.machine(ROOT, ("sqlalchemy", "SpiffWorkflow", "psycopg"))
 
 
 def cpu_times() -> tuple[float, float]:
@@ -755,7 +681,7 @@ def part_fire(args) -> dict:
         if probes is None:  # before the first sweep: what one event costs, piece by piece
             probes = per_event_probes(services, fire_at)
         log(f"  sweeping {2 * args.calls:,} due events (warning + breach) with {nproc} scheduler process(es)")
-        code_before = code_version()
+        code_before = code_version(ROOT, CODE_DIRS)
         barrier = ctx.Barrier(nproc)
         q = ctx.Queue()
         procs = [ctx.Process(target=_sweeper, args=(w, PG_URL, args.fire_clock, barrier, q)) for w in range(nproc)]
@@ -783,7 +709,7 @@ def part_fire(args) -> dict:
             "events_per_s_by_decile": deciles,
             "machine_cpu_busy": (cpu1[0] - cpu0[0]) / (cpu1[1] - cpu0[1]) if cpu1[1] > cpu0[1] else None,
             "code_version": code_before,
-            "code_changed_during_run": code_before != code_version(),
+            "code_changed_during_run": code_before != code_version(ROOT, CODE_DIRS),
             "loadavg_after": os.getloadavg(),
             "check": check,
         }
