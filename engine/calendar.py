@@ -87,6 +87,7 @@ class BusinessCalendar:
         self.office_hours = tuple(periods)
         self.overrides = dict(self.overrides)
         self._workdays: dict[date, bool] = {}  # chinesecalendar re-validates its whole table per call
+        self._counts: list[int] = []  # working days from _COUNT_FROM through each day since
         self._day_length = sum((_secs(e) - _secs(s) for s, e in self.office_hours), 0)
 
     # ---- days ----------------------------------------------------------------------------------
@@ -179,12 +180,25 @@ class BusinessCalendar:
         total = self._office_seconds(first, a, b)
         if last != first:
             total += self._office_seconds(last, a, b)
-            day, whole = first + timedelta(days=1), 0
-            while day < last:
-                whole += self.is_workday(day)
-                day += timedelta(days=1)
-            total += whole * self._day_length
+            total += self._workdays_between(first, last) * self._day_length
         return timedelta(seconds=total)
+
+    def _workdays_between(self, first: date, last: date) -> int:
+        """Working days strictly after ``first`` and before ``last``."""
+        if last.toordinal() - first.toordinal() < 2:
+            return 0
+        if first < _COUNT_FROM or last > _COUNT_UNTIL:
+            return sum(self.is_workday(first + timedelta(days=i)) for i in range(1, (last - first).days))
+        return self._workdays_through(last - timedelta(days=1)) - self._workdays_through(first)
+
+    def _workdays_through(self, day: date) -> int:
+        """Working days from :data:`_COUNT_FROM` through ``day`` (a running count, extended as needed)."""
+        counts = self._counts
+        index = day.toordinal() - _COUNT_FROM.toordinal()
+        while len(counts) <= index:
+            counts.append((counts[-1] if counts else 0)
+                          + self.is_workday(_COUNT_FROM + timedelta(days=len(counts))))
+        return counts[index]
 
     def _office_seconds(self, day: date, a: datetime, b: datetime) -> float:
         """Office time of ``day`` that falls between ``a`` and ``b``."""
@@ -221,6 +235,10 @@ class BusinessCalendar:
         if target.kind == "wall_hours":
             return max(self._local(end) - self._local(start), timedelta(0))
         return self.working_time_between(start, end)
+
+
+# the span of the running count of working days (days outside it are counted one by one)
+_COUNT_FROM, _COUNT_UNTIL = date(2020, 1, 1), date(2070, 1, 1)
 
 
 def _secs(t: time) -> int:

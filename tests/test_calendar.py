@@ -136,3 +136,14 @@ def _office_time_minute_by_minute(cal: BusinessCalendar, a: datetime, b: datetim
 def test_working_time_between_agrees_with_counting_minutes(a, b):
     cal = BusinessCalendar()
     assert cal.working_time_between(a, b) == _office_time_minute_by_minute(cal, a, b)
+
+
+def test_working_time_over_years_and_outside_the_counted_span():
+    cal = BusinessCalendar(overrides={date(2031, 3, 3): False})
+    a, b = at(2029, 12, 30, 10), at(2032, 1, 5, 11)
+    expected = sum(cal.is_workday(a.date() + timedelta(days=i)) for i in range(1, (b.date() - a.date()).days)) * 7
+    assert cal.working_time_between(a, b) == timedelta(hours=expected) + timedelta(hours=2)  # Jan 5 2032 09-11
+    old = (at(2019, 12, 20, 9), at(2020, 1, 10, 18))  # starts before the counted span
+    assert cal.working_time_between(*old) == _office_time_minute_by_minute(cal, *old)
+    far = (at(2080, 1, 1, 9), at(2080, 1, 20, 18))  # beyond it
+    assert cal.working_time_between(*far) == _office_time_minute_by_minute(cal, *far)
