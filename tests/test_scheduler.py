@@ -84,3 +84,27 @@ def test_a_deadline_before_the_next_regular_sweep_gets_a_sweep_of_its_own(distri
     _book_next_deadline(FakeScheduler(), lambda: None, services, interval=5)
     _book_next_deadline(FakeScheduler(), lambda: None, services, interval=5)  # booked once only
     assert booked == [("date", warn_at, f"fire_sla_clock_at_deadline:{warn_at.isoformat()}")]
+
+
+def test_a_deadline_reached_during_a_sweep_is_booked_at_once_a_held_one_half_a_second_later(district, services):
+    """A clock that came due while the sweep ran gets its sweep at the deadline; one that was due before the
+    sweep started and is still there is held by another transaction: retried after 0.5 s, never in a spin."""
+    from datetime import timedelta
+
+    from web.scheduler import _book_next_deadline
+
+    booked = []
+
+    class FakeScheduler:
+        def add_job(self, func, trigger, **kw):
+            booked.append(kw["run_date"])
+
+        def get_job(self, job_id):
+            return None
+
+    no = district.file("qingnian.grid", category="road_flooding")
+    warn_at = district.clock_of(no, "triage", "xiagang").warn_at
+    district.clock.set(warn_at + timedelta(seconds=0.2))  # the sweep started just before the deadline
+    _book_next_deadline(FakeScheduler(), lambda: None, services, interval=5, swept_at=warn_at - timedelta(seconds=0.1))
+    _book_next_deadline(FakeScheduler(), lambda: None, services, interval=5, swept_at=warn_at + timedelta(seconds=0.1))
+    assert booked == [warn_at, warn_at + timedelta(seconds=0.7)]

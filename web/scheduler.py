@@ -54,9 +54,10 @@ def start_scheduler(services: Services, *, blocking: bool = False):
     holder: dict = {}
 
     def fire_sla_clocks():
+        started = services.clock.now()
         fired = sla_job()
         if precise and "scheduler" in holder:
-            _book_next_deadline(holder["scheduler"], fire_sla_clocks, services, interval)
+            _book_next_deadline(holder["scheduler"], fire_sla_clocks, services, interval, started)
         return fired
 
     jobs["fire_due_sla_clocks"] = fire_sla_clocks
@@ -66,8 +67,12 @@ def start_scheduler(services: Services, *, blocking: bool = False):
     return scheduler
 
 
-def _book_next_deadline(scheduler, job, services: Services, interval: float) -> None:
-    """Book a one-off sweep at the next deadline if it comes before the next regular sweep."""
+def _book_next_deadline(scheduler, job, services: Services, interval: float, swept_at=None) -> None:
+    """Book a one-off sweep at the next deadline if it comes before the next regular sweep.
+
+    ``swept_at``: when the sweep that just ran started; a deadline that was due by then and is
+    still there could not be claimed (another transaction holds it), so it waits at least 0.5 s.
+    """
     try:
         due = next_sla_deadline(services)
     except Exception:  # noqa: BLE001 - the regular sweep still runs
@@ -81,8 +86,10 @@ def _book_next_deadline(scheduler, job, services: Services, interval: float) -> 
         # cannot start while another run of the same job id is still going (max_instances=1)
         job_id = f"{DEADLINE_JOB}:{due.isoformat()}"
         if scheduler.get_job(job_id) is None:
-            # never sooner than 0.5 s: a due clock whose row another transaction holds would
-            # otherwise be re-booked "now" after every sweep, spinning the scheduler
-            scheduler.add_job(job, "date", run_date=max(due, now + timedelta(seconds=0.5)), id=job_id,
+            # a clock that was already due when the sweep started, and is still due, is held by another
+            # transaction: not sooner than 0.5 s, or it would be re-booked "now" after every sweep, spinning
+            held = swept_at is None or due <= swept_at
+            run_at = max(due, now + timedelta(seconds=0.5)) if held else due
+            scheduler.add_job(job, "date", run_date=run_at, id=job_id,
                               misfire_grace_time=60,
                               max_instances=2)
