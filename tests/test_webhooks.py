@@ -494,3 +494,29 @@ def test_the_signature_helper_refuses_stale_or_malformed_deliveries():
     for bad in ("", "sha256=", sig.upper(), sig[7:]):
         assert not verify_signature("s" * 16, "1760000000", body, bad, tolerance=None)
     assert not verify_signature("s" * 16, "soon", body, sig)
+
+
+def test_the_delivery_log_keeps_every_attempt_with_its_answer(api, services, receiver):
+    """An integrator sees each try: when it was sent, what came back, how long it took, what happened next."""
+    sub = subscribe(api, receiver.url("/flaky"), events=["call.filed"])
+    receiver.status["/flaky"] = 503
+    api.file(category="road_flooding")
+    sweep_once(services)
+    receiver.status["/flaky"] = 200
+    services.clock.advance(retry_delay(1))
+    sweep_once(services)
+    [entry] = log(api, subscription=sub["id"])
+    assert entry["state"] == "delivered"
+    r = api.as_("admin").get(f"{BASE}/deliveries/{entry['id']}")
+    assert r.status_code == 200, r.get_json()
+    history = r.get_json()["history"]
+    assert [(h["attempt"], h["status"], h["error"], h["outcome"]) for h in history] == [
+        (1, 503, "HTTP 503: boom", "retry"), (2, 200, None, "delivered")]
+    first, second = (datetime.fromisoformat(h["sent_at"]) for h in history)
+    assert second - first == retry_delay(1)
+    assert all(h["duration_ms"] >= 0 and h["answered_at"] >= h["sent_at"] for h in history)
+    # a redelivery starts a new round of attempts; the log keeps the earlier ones
+    assert api.as_("admin").post(f"{BASE}/deliveries/{entry['id']}/redeliver").status_code == 200
+    sweep_once(services)
+    history = api.as_("admin").get(f"{BASE}/deliveries/{entry['id']}").get_json()["history"]
+    assert [(h["attempt"], h["outcome"]) for h in history] == [(1, "retry"), (2, "delivered"), (1, "delivered")]

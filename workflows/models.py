@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine.db import Base, UTCDateTime
@@ -215,3 +215,19 @@ class WebhookDelivery(Base):
 
     subscription: Mapped[WebhookSubscription] = relationship()
     event: Mapped[OutboxEvent] = relationship()
+
+
+class WebhookAttempt(Base):
+    """Every attempt at a delivery, with its answer: the delivery log an integrator debugs with."""
+
+    __tablename__ = "webhook_attempt"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("webhook_delivery.id"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)  # the delivery's counter (it restarts on a redelivery)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    answered_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    status: Mapped[int | None] = mapped_column(Integer)  # HTTP status; none when nothing answered
+    error: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(16))  # delivered, retry, dead, late (the claim had lapsed)

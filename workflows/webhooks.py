@@ -97,7 +97,7 @@ from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed, msg
 from .calls import _load
 from .context import ServiceContext
 from .events import EVENT_TYPES
-from .models import OutboxEvent, WebhookDelivery, WebhookSubscription
+from .models import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
 
 log = logging.getLogger(__name__)
 
@@ -365,6 +365,12 @@ def get_delivery(session: Session, delivery_id: int) -> WebhookDelivery:
     return row
 
 
+def delivery_attempts(session: Session, delivery_id: int) -> list[WebhookAttempt]:
+    """Every attempt at one delivery, oldest first."""
+    return list(session.scalars(select(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery_id)
+                                .order_by(WebhookAttempt.id)))
+
+
 def list_deliveries(session: Session, *, subscription: int | None = None, state: str | None = None,
                     event: str | None = None, call: str | None = None, limit: int = 50,
                     offset: int = 0) -> tuple[int, list[WebhookDelivery]]:
@@ -443,6 +449,7 @@ class _Claim:
     secret: str
     event_type: str
     body: bytes
+    claimed_at: datetime
 
 
 def deliver_due(session_factory: Callable[[], Session], clock: Clock, send: Send | None = None, *,
@@ -465,9 +472,11 @@ def deliver_due(session_factory: Callable[[], Session], clock: Clock, send: Send
             lost.add(claim)
             continue
         attempts += 1
+        started = time.monotonic()
         status, error = _attempt(claim, send, timeout)
+        took_ms = (time.monotonic() - started) * 1000
         ok = status is not None and 200 <= status < 300
-        _record(session_factory, clock, claim, ok, status, error, max_attempts)
+        _record(session_factory, clock, claim, ok, status, error, max_attempts, took_ms)
         if ok:
             delivered += 1
         else:
@@ -515,7 +524,7 @@ def _claim_next(session_factory, clock: Clock, lease: timedelta, max_attempts: i
         delivery = session.get(d, delivery_id)
         sub, event = delivery.subscription, delivery.event
         claim = _Claim(delivery_id, attempts + 1, sub.id, sub.url, sub.secret, event.event_type,
-                       encode_body(event_body(event)))
+                       encode_body(event_body(event)), now)
         session.commit()
         return claim
 
@@ -537,20 +546,27 @@ def _attempt(claim: _Claim, send: Send, timeout: float) -> tuple[int | None, str
 
 
 def _record(session_factory, clock: Clock, claim: _Claim, ok: bool, status: int | None, error: str | None,
-            max_attempts: int) -> None:
+            max_attempts: int, took_ms: float = 0.0) -> None:
     with session_factory() as session:
         now = clock.now()
         if ok:
             values = {"state": "delivered", "delivered_at": now, "next_attempt_at": None, "last_error": None}
+            outcome = "delivered"
         elif claim.attempt >= max_attempts:
             values = {"state": "dead", "next_attempt_at": None, "last_error": error}
+            outcome = "dead"
         else:
             values = {"next_attempt_at": now + retry_delay(claim.attempt), "last_error": error}
+            outcome = "retry"
         result = session.execute(
             update(WebhookDelivery)
             .where(WebhookDelivery.id == claim.delivery_id, WebhookDelivery.state == "pending",
                    WebhookDelivery.attempts == claim.attempt)
             .values(last_status=status, **values).execution_options(synchronize_session=False))
+        # every attempt is logged, also one whose answer came after its claim had lapsed
+        session.add(WebhookAttempt(delivery_id=claim.delivery_id, attempt=claim.attempt, sent_at=claim.claimed_at,
+                                   answered_at=now, duration_ms=round(took_ms, 1), status=status, error=error,
+                                   outcome=outcome if result.rowcount == 1 else "late"))
         session.commit()
         if result.rowcount != 1:  # cancelled, or our lease ran out and another deliverer took over
             log.warning("webhook delivery %s: the answer to attempt %s came after the claim was gone",

@@ -18,6 +18,7 @@ from workflows.webhooks import (
     SubscriptionUpdateSchema,
     create_subscription,
     deactivate_subscription,
+    delivery_attempts,
     delivery_counts,
     event_body,
     get_delivery,
@@ -102,8 +103,20 @@ class DeliverySchema(Schema):
     delivered_at = fields.DateTime(allow_none=True)
 
 
+class AttemptSchema(Schema):
+    attempt = fields.Integer(metadata={"description": "the delivery's attempt counter (restarts on a redelivery)"})
+    sent_at = fields.DateTime()
+    answered_at = fields.DateTime()
+    duration_ms = fields.Float()
+    status = fields.Integer(allow_none=True, metadata={"description": "HTTP status; none when nothing answered"})
+    error = fields.String(allow_none=True)
+    outcome = fields.String(validate=validate.OneOf(("delivered", "retry", "dead", "late")),
+                            metadata={"description": "late: the answer came after the claim had lapsed"})
+
+
 class DeliveryDetailSchema(DeliverySchema):
     payload = fields.Dict(metadata={"description": "the JSON body the subscriber receives"})
+    history = fields.List(fields.Nested(AttemptSchema), metadata={"description": "every attempt, oldest first"})
 
 
 class DeliveryPageSchema(Schema):
@@ -224,8 +237,13 @@ def deliveries(args):
 @require(ADMIN)
 @blp.response(200, DeliveryDetailSchema)
 def delivery(delivery_id):
-    """One delivery, with the body the subscriber receives"""
-    return _delivery_out(get_delivery(g.db, delivery_id), payload=True)
+    """One delivery, with the body the subscriber receives and every attempt with its answer"""
+    row = get_delivery(g.db, delivery_id)
+    out = _delivery_out(row, payload=True)
+    out["history"] = [{"attempt": a.attempt, "sent_at": a.sent_at, "answered_at": a.answered_at,
+                       "duration_ms": a.duration_ms, "status": a.status, "error": a.error, "outcome": a.outcome}
+                      for a in delivery_attempts(g.db, row.id)]
+    return out
 
 
 @blp.route("/deliveries/<int:delivery_id>/redeliver", methods=["POST"])
