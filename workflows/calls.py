@@ -183,7 +183,8 @@ class ActionOutcome:
 
 
 def call_of_instance(session: Session, instance_id: int) -> Call:
-    call = session.scalar(select(Call).where(Call.instance_id == instance_id, Call.parent_id.is_(None)))
+    """The call a process instance runs for (one per instance, a unique index; child tickets have none)."""
+    call = session.scalar(select(Call).where(Call.instance_id == instance_id))
     if call is None:
         raise NotFound(msg("no call for process instance %(id)s", id=instance_id))
     return call
@@ -197,7 +198,7 @@ def load_for_action(session: Session, item_id: int) -> tuple[WorkItem, Call, lis
     """
     instance_of = select(WorkItem.instance_id).where(WorkItem.id == item_id).scalar_subquery()
     rows = session.execute(
-        select(WorkItem, Call).join(Call, (Call.instance_id == WorkItem.instance_id) & Call.parent_id.is_(None))
+        select(WorkItem, Call).join(Call, Call.instance_id == WorkItem.instance_id)
         .options(joinedload(WorkItem.instance))
         .where(WorkItem.instance_id == instance_of, (WorkItem.state == "open") | (WorkItem.id == item_id))
         .order_by(WorkItem.id)).unique().all()
@@ -502,7 +503,7 @@ def my_work(ctx: ServiceContext, limit: int = 200, offset: int = 0) -> list[Queu
     if where is None:
         return []
     rows = ctx.session.execute(
-        select(WorkItem, Call).join(Call, (Call.instance_id == WorkItem.instance_id) & Call.parent_id.is_(None))
+        select(WorkItem, Call).join(Call, Call.instance_id == WorkItem.instance_id)
         .where(*where)
         .order_by(WorkItem.due_at.asc().nulls_last(), WorkItem.created_at, WorkItem.id)
         .limit(limit).offset(offset)).all()

@@ -226,7 +226,7 @@ def dashboard(session: Session, *, now: datetime, calendar, days: int = 30) -> D
     month = f"{local:%Y-%m}"
     overdue_rows = session.execute(
         select(Call.street_code, SlaClock.unit, OrgUnit.kind, func.count())
-        .join(Call, and_(Call.instance_id == SlaClock.instance_id, Call.parent_id.is_(None)))
+        .join(Call, Call.instance_id == SlaClock.instance_id)
         .join(OrgUnit, OrgUnit.code == SlaClock.unit)
         .where(SlaClock.state == "running", SlaClock.due_at <= now)
         .group_by(Call.street_code, SlaClock.unit, OrgUnit.kind)).all()
@@ -238,8 +238,7 @@ def dashboard(session: Session, *, now: datetime, calendar, days: int = 30) -> D
             by_department[unit] += n
     end_of_day = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), SHANGHAI)
     today = session.execute(
-        select(SlaClock, Call.number).join(Call, and_(Call.instance_id == SlaClock.instance_id,
-                                                      Call.parent_id.is_(None)))
+        select(SlaClock, Call.number).join(Call, Call.instance_id == SlaClock.instance_id)
         .where(SlaClock.state == "running", SlaClock.due_at > now, SlaClock.due_at < end_of_day)
         .order_by(SlaClock.due_at).limit(100)).all()
     warnings = [{"call": number, "unit": c.unit, "stage": c.stage, "due_at": c.due_at, "work_item_id": c.work_item_id,

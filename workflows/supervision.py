@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from marshmallow import Schema, fields, validate
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.audit import record_audit
@@ -55,7 +55,7 @@ def overdue_items(session: Session, *, now: datetime, street: str | None = None,
         cond.append(SlaClock.stage == stage)
     base = (select(SlaClock, WorkItem, Call)
             .join(WorkItem, WorkItem.id == SlaClock.work_item_id)
-            .join(Call, and_(Call.instance_id == SlaClock.instance_id, Call.parent_id.is_(None)))
+            .join(Call, Call.instance_id == SlaClock.instance_id)
             .where(*cond))
     total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
     rows = session.execute(base.order_by(SlaClock.due_at, SlaClock.id).limit(limit).offset(offset)).all()
@@ -94,7 +94,7 @@ def urge(ctx: ServiceContext, item_id: int, data: dict) -> UrgeOutcome:
     if clock is None:
         raise Conflict(msg("work item %(id)s (%(title)s) has no running deadline to urge on", id=item_id,
                            title=item.title))
-    call = ctx.session.scalar(select(Call).where(Call.instance_id == item.instance_id, Call.parent_id.is_(None)))
+    call = ctx.session.scalar(select(Call).where(Call.instance_id == item.instance_id))
     now = ctx.clock.now()
     signal = record_manual_event(ctx.session, clock, values["kind"], now=now, actor=ctx.actor, note=values["note"])
     record_audit(ctx.session, at=now, actor=ctx.actor, action=f"supervision.{values['kind']}", subject=call.number,

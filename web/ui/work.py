@@ -118,7 +118,7 @@ def rulings_of(ctx) -> list[QueueEntry]:
     if not lanes:
         return []
     rows = ctx.session.execute(
-        select(WorkItem, Call).join(Call, (Call.instance_id == WorkItem.instance_id) & Call.parent_id.is_(None))
+        select(WorkItem, Call).join(Call, Call.instance_id == WorkItem.instance_id)
         .where(WorkItem.owner_unit == ctx.user.unit.code, WorkItem.state == "open", WorkItem.lane.in_(lanes),
                WorkItem.task_name.in_(RULINGS))
         .order_by(WorkItem.created_at, WorkItem.id).limit(100)).all()
