@@ -162,3 +162,39 @@ def possible_duplicates(ctx: ServiceContext, call: Call, *, days: int = 7, limit
         found.append(Duplicate(other, round(score, 3), distance, reason))
     found.sort(key=lambda d: (-d.score, -d.call.id))
     return found[:limit]
+
+
+MY_CALLS_TABS = ("open", "finished", "all")
+
+
+@dataclass
+class MyCalls:
+    """The calls a user filed: one page of one tab, how many each tab holds, which are overdue."""
+    tabs: dict[str, int]
+    rows: list[tuple[Call, bool]]
+
+
+def my_calls(ctx: ServiceContext, show: str = "open", limit: int = 20, offset: int = 0) -> MyCalls:
+    """The calls ``ctx.user`` filed, newest first: ``open`` (not closed), ``finished`` or ``all``."""
+    base = [Call.reporter_id == ctx.user.id, Call.parent_id.is_(None)]
+    counts = dict(ctx.session.execute(select(Call.closed_at.is_(None), func.count()).where(*base)
+                                      .group_by(Call.closed_at.is_(None))).all())
+    tabs = {"open": counts.get(True, 0), "finished": counts.get(False, 0)}
+    tabs["all"] = tabs["open"] + tabs["finished"]
+    where = list(base)
+    if show == "open":
+        where.append(Call.closed_at.is_(None))
+    elif show == "finished":
+        where.append(Call.closed_at.is_not(None))
+    rows = ctx.session.execute(select(Call, overdue_clause(ctx.clock.now())).where(*where)
+                               .order_by(Call.created_at.desc(), Call.id.desc()).limit(limit).offset(offset)).all()
+    return MyCalls(tabs, [(call, bool(overdue)) for call, overdue in rows])
+
+
+def my_counts(ctx: ServiceContext) -> tuple[int, int]:
+    """(open work items of my unit, calls I filed): the figures of a home page."""
+    user = ctx.user
+    open_items = ctx.session.scalar(select(func.count()).select_from(WorkItem).where(
+        WorkItem.owner_unit == user.unit.code, WorkItem.state == "open")) or 0
+    filed = ctx.session.scalar(select(func.count()).select_from(Call).where(Call.reporter_id == user.id)) or 0
+    return open_items, filed

@@ -16,7 +16,7 @@ import secrets
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -24,7 +24,7 @@ from workflows.attachments import AttachmentStore
 from workflows.calls import call_diagram, file_call_once, replay_filing, show_call
 from workflows.models import ROLES, Attachment, Call
 from workflows.org import FILING_ROLES, may_act_on
-from workflows.queries import overdue_clause, possible_duplicates, search_calls
+from workflows.queries import MY_CALLS_TABS, my_calls, possible_duplicates, search_calls
 
 from . import calls_view as view
 from .core import login_required, register_nav, services, ui_ctx, ui_user
@@ -159,27 +159,14 @@ def _check_filing_rate() -> None:
 @login_required(*sorted(FILING_ROLES))
 def mine():
     """The calls I filed: open ones first by default, with their status and whether they are overdue."""
-    user = ui_user()
     show = request.args.get("show", "open")
-    if show not in ("open", "finished", "all"):
+    if show not in MY_CALLS_TABS:
         show = "open"
     page = view.page_number(request.args.get("page"))
-    base = [Call.reporter_id == user.id, Call.parent_id.is_(None)]
-    counts = dict(g.db.execute(select(Call.closed_at.is_(None), func.count()).where(*base)
-                               .group_by(Call.closed_at.is_(None))).all())
-    tabs = {"open": counts.get(True, 0), "finished": counts.get(False, 0)}
-    tabs["all"] = tabs["open"] + tabs["finished"]
-    where = list(base)
-    if show == "open":
-        where.append(Call.closed_at.is_(None))
-    elif show == "finished":
-        where.append(Call.closed_at.is_not(None))
-    now = ui_ctx().clock.now()
-    rows = g.db.execute(select(Call, overdue_clause(now)).where(*where)
-                        .order_by(Call.created_at.desc(), Call.id.desc())
-                        .limit(view.PER_PAGE).offset((page - 1) * view.PER_PAGE)).all()
+    mine_ = my_calls(ui_ctx(), show, limit=view.PER_PAGE, offset=(page - 1) * view.PER_PAGE)
+    tabs = mine_.tabs
     pages = max(1, math.ceil(tabs[show] / view.PER_PAGE))
-    return render_template("calls/mine.html", rows=[(call, bool(o)) for call, o in rows], show=show, tabs=tabs,
+    return render_template("calls/mine.html", rows=mine_.rows, show=show, tabs=tabs,
                            page=page, pages=pages)
 
 

@@ -21,13 +21,12 @@ from flask import (
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, select
 
 from engine.clock import MemoClock
-from engine.models import WorkItem
 from workflows.auth import revoke_token, sign_in, token_user
 from workflows.context import ServiceContext
-from workflows.models import Call, User
+from workflows.models import User
+from workflows.queries import my_counts
 
 from .i18n import HTML_LANG, LANGUAGES
 
@@ -179,7 +178,5 @@ def home():
     for item in sorted(NAV, key=lambda n: n.order):
         if user.role in item.roles and item.endpoint in current_app.view_functions and item.order < 20:
             return redirect(url_for(item.endpoint))
-    open_items = g.db.scalar(select(func.count()).select_from(WorkItem).where(
-        WorkItem.owner_unit == user.unit.code, WorkItem.state == "open")) or 0
-    my_calls = g.db.scalar(select(func.count()).select_from(Call).where(Call.reporter_id == user.id)) or 0
-    return render_template("home.html", open_items=open_items, my_calls=my_calls)
+    open_items, filed = my_counts(ui_ctx())
+    return render_template("home.html", open_items=open_items, my_calls=filed)
