@@ -481,8 +481,6 @@ def _fire_batch(session_factory, now: datetime, deliver: Deliver, skipped: set[i
             return fired
         except Exception:  # noqa: BLE001 - retried one by one below, where it is recorded
             session.rollback()
-            if len(ids) == 1:
-                return _fire_one(session_factory, now, deliver, skipped, ids[0])
     return sum(_fire_one(session_factory, now, deliver, skipped, clock_id) for clock_id in ids)
 
 
