@@ -213,3 +213,27 @@ def test_an_admin_form_shows_the_service_field_errors_in_the_page_language(app, 
     r = client.post(f"/admin/users/new{query}", data={**form, "unit": "nowhere"})
     assert r.status_code == 422
     assert unit_error in _text(r)
+
+
+def test_catalogs_compile_safely_when_several_workers_start_at_once(tmp_path):
+    """Every gunicorn or test worker compiles missing .mo files on start; at once, none may fail."""
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    from babel.messages.mofile import read_mo
+
+    from web.ui.i18n import compile_catalogs
+
+    for directory in TRANSLATION_DIRS:
+        shutil.copytree(directory, tmp_path / Path(directory).name, ignore=shutil.ignore_patterns("*.mo"))
+    for _round in range(5):
+        for mo in tmp_path.glob("*/*/LC_MESSAGES/*.mo"):
+            mo.unlink()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(compile_catalogs, [tmp_path / Path(d).name for d in TRANSLATION_DIRS] * 8))
+    mos = sorted(tmp_path.glob("*/*/LC_MESSAGES/*.mo"))
+    assert len(mos) == len(list(tmp_path.glob("*/*/LC_MESSAGES/*.po"))) >= 5
+    for mo in mos:
+        with mo.open("rb") as fh:
+            assert len(read_mo(fh)) > 5
+    assert not list(tmp_path.glob("**/*.tmp"))

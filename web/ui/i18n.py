@@ -1,6 +1,8 @@
 """Languages of the UI: zh-CN by default, en; catalogs compiled from the .po files on start."""
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 from flask import request, session
@@ -26,7 +28,13 @@ def compile_catalogs(directory: Path) -> None:
             continue
         with po.open("rb") as fh:
             catalog = read_po(fh, locale=po.parent.parent.name)
-        tmp = mo.with_suffix(".mo.tmp")
-        with tmp.open("wb") as fh:
-            write_mo(fh, catalog, use_fuzzy=False)
-        tmp.replace(mo)
+        # a temporary file of this process's own (several workers may start at once), renamed into
+        # place atomically: a reader sees the old catalog or the new one, never half of one
+        fd, tmp = tempfile.mkstemp(dir=mo.parent, prefix=".messages-", suffix=".mo.tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                write_mo(fh, catalog, use_fuzzy=False)
+            os.replace(tmp, mo)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
