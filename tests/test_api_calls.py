@@ -110,6 +110,18 @@ def test_search_filters_paging_and_scope(api):
     assert r.status_code == 422 and {"status.0", "per_page"} <= set(r.get_json()["errors"])
 
 
+def test_my_calls_over_the_api_are_the_ones_i_filed(api):
+    """A grid worker's app lists "my calls": ``mine=true`` narrows what the user may see to what they filed."""
+    mine = api.file("qingnian.grid", category="road_flooding", description="积水 我的")
+    theirs = api.file("qingnian.staff", category="road_flooding", description="积水 社区的")
+    grid = api.as_("qingnian.grid")
+    assert {x["number"] for x in grid.get("/api/v1/calls").get_json()["items"]} == {mine, theirs}
+    got = grid.get("/api/v1/calls?mine=true").get_json()
+    assert [x["number"] for x in got["items"]] == [mine] and got["total"] == 1
+    assert api.as_("huangpu.supervisor").get("/api/v1/calls?mine=true").get_json()["total"] == 0
+    assert grid.get("/api/v1/calls?mine=perhaps").status_code == 422
+
+
 def test_idempotent_filing_returns_the_same_call(api):
     body = {"category": "noise", "description": "夜间施工", "location": "港前路"}
     grid = api.as_("qingnian.grid")

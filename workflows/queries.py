@@ -53,6 +53,7 @@ class CallFilter:
     created_to: datetime | None = None
     q: str | None = None
     include_children: bool = False
+    mine: bool = False  # only the calls the asking user filed
     sort: str = "-created_at"
     page: int = 1
     per_page: int = 20
@@ -64,6 +65,8 @@ def search_calls(ctx: ServiceContext, f: CallFilter) -> tuple[int, list[tuple[Ca
     cond = [visible_calls(ctx.user)]
     if not f.include_children:
         cond.append(Call.parent_id.is_(None))
+    if f.mine:
+        cond.append(Call.reporter_id == ctx.user.id)
     if f.status:
         cond.append(Call.status.in_(f.status))
     if f.level:

@@ -63,6 +63,8 @@ class CallQuerySchema(Schema):
     q = fields.String(load_default=None, validate=validate.Length(min=1, max=100),
                       metadata={"description": "text in the number, description or location"})
     include_children = fields.Boolean(load_default=False)
+    mine = fields.Boolean(load_default=False, metadata={"description": "only the calls I filed (a grid worker's "
+                                                                        "\"my calls\")"})
     sort = fields.String(load_default="-created_at",
                          validate=validate.OneOf([s for k in SORTS for s in (k, f"-{k}")]))
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
