@@ -11,6 +11,7 @@ transaction and rolls it back on any error, so a refused change writes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 from marshmallow import Schema, fields, validate
 from marshmallow import ValidationError as SchemaError
@@ -135,6 +136,18 @@ def _load(schema: Schema, data, *, changes: bool = False) -> dict:
 
 
 # ---- role and scope ---------------------------------------------------------------------------------
+def parse_day(text: str) -> date:
+    """A calendar override's day: ``YYYY-MM-DD`` between 2000 and 2100 (the calendar's sane range)."""
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        day = None
+    if day is None or len(text) != 10 or not 2000 <= day.year <= 2100:
+        raise ValidationFailed(msg("not a day: %(text)s (YYYY-MM-DD, 2000-2100)", text=repr(text)),
+                               field_errors={"day": [msg("a date as YYYY-MM-DD between 2000 and 2100")]})
+    return day
+
+
 def admin_district(ctx: ServiceContext) -> OrgUnit:
     """The district the acting admin manages; Forbidden for anyone else."""
     if ctx.user is None or ctx.user.role not in ADMIN_ROLES:

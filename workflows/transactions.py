@@ -33,3 +33,22 @@ def run_in_transaction(session_factory: sessionmaker, action: Callable[[Session]
                 session.rollback()
                 raise
     raise AssertionError("unreachable")
+
+
+def retry_stale(session: Session, action: Callable[[], T], *, attempts: int = 3) -> T:
+    """Run ``action()`` in ``session`` (a request's) and commit it, as :func:`run_in_transaction` does:
+    a lost optimistic lock rolls back and runs it again, up to ``attempts`` times, then re-raises.
+
+    Any other error propagates with the session left for the caller to roll back (its handler
+    decides what the user sees).
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            result = action()
+            session.commit()
+            return result
+        except StaleInstance:
+            session.rollback()
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")

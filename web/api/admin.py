@@ -15,7 +15,7 @@ clock) lives in ``web/app.py``.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import datetime
 from http import HTTPStatus
 from pathlib import PurePosixPath
 
@@ -655,17 +655,6 @@ def deploy_sla_policy(body):
 
 
 # ---- calendar ---------------------------------------------------------------------------------------
-def _parse_day(text: str) -> date:
-    try:
-        day = date.fromisoformat(text)
-    except ValueError:
-        day = None
-    if day is None or len(text) != 10 or not 2000 <= day.year <= 2100:
-        raise ValidationFailed(f"not a day: {text!r} (YYYY-MM-DD, 2000-2100)",
-                               field_errors={"day": ["a date as YYYY-MM-DD between 2000 and 2100"]})
-    return day
-
-
 def _count_open(assumed: bool = False) -> int:
     q = select(func.count()).select_from(SlaClock).where(SlaClock.state.in_(("running", "paused")))
     if assumed:
@@ -721,7 +710,7 @@ def calendar_due(args):
 @_errors(401, 403)
 def set_calendar_day(body, day):
     """Make a day a workday or a holiday (e.g. from the State Council's notice); recomputes open deadlines"""
-    d = _parse_day(day)
+    d = svc.parse_day(day)
     c = ctx()
     with _unique(f"{d.isoformat()} was overridden at the same moment by someone else; try again"):
         set_override(g.db, d, body["workday"], actor=c.actor, at=c.clock.now(), note=body["note"])
@@ -737,7 +726,7 @@ def set_calendar_day(body, day):
 def unset_calendar_day(day):
     """Remove a day's override (the official data, or the weekday assumption, decides again); recomputes open
     deadlines"""
-    d = _parse_day(day)
+    d = svc.parse_day(day)
     c = ctx()
     if g.db.get(CalendarOverride, d) is None:
         raise NotFound(f"{d.isoformat()} has no override")

@@ -5,7 +5,6 @@ from flask import g
 from flask_smorest import Blueprint
 from marshmallow import INCLUDE, Schema, fields, validate
 
-from engine.errors import StaleInstance
 from workflows.actions import ACTIONS
 from workflows.attachments import claim_uploads
 from workflows.calls import (
@@ -17,6 +16,7 @@ from workflows.calls import (
     my_work,
 )
 from workflows.org import may_see_call
+from workflows.transactions import retry_stale
 
 from .present import attachment_out, call_brief, call_out, item_out
 from .schemas import ActionResultSchema, PageArgsSchema, QueueEntrySchema, QueuePageSchema
@@ -76,20 +76,15 @@ def get_item(item_id):
                      + _DOC + "\n\nEvidence files: upload with purpose=evidence, then pass their ids in `evidence`.")
 def act(body, item_id, action):
     """Act on a work item (sign, dispute, request_extension, done, verify, rate, reassign, ...)"""
-    for attempt in range(3):  # lost an optimistic lock to a simultaneous action: re-read and retry
-        try:
-            c = ctx()
-            data = dict(body)
-            evidence = []
-            if isinstance(data.get("evidence"), list) and all(isinstance(e, int) for e in data["evidence"]):
-                evidence = claim_uploads(g.db, data["evidence"], username=c.actor, purposes={"evidence", "photo"},
-                                         field="evidence")
-            out = act_with_evidence(c, item_id, action, data, evidence, lambda a: attachment_out(a)["url"])
-            g.db.commit()
-            break
-        except StaleInstance:
-            g.db.rollback()
-            if attempt == 2:
-                raise
+    def attempt():
+        c = ctx()
+        data = dict(body)
+        evidence = []
+        if isinstance(data.get("evidence"), list) and all(isinstance(e, int) for e in data["evidence"]):
+            evidence = claim_uploads(g.db, data["evidence"], username=c.actor, purposes={"evidence", "photo"},
+                                     field="evidence")
+        return c, act_with_evidence(c, item_id, action, data, evidence, lambda a: attachment_out(a)["url"])
+
+    c, out = retry_stale(g.db, attempt)  # lost an optimistic lock to a simultaneous action: re-read and retry
     return {"call": call_brief(out.call), "item": item_out(out.item, c.user), "action": action,
             "opened": [item_out(w, c.user) for w in out.opened], "closed": [item_out(w, c.user) for w in out.closed]}

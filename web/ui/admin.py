@@ -550,16 +550,6 @@ def sla(version=None):
 
 
 # ---- calendar ---------------------------------------------------------------------------------------
-def _parse_day(text: str) -> date:
-    try:
-        day = date.fromisoformat(text)
-    except ValueError:
-        day = None
-    if day is None or len(text) != 10 or not 2000 <= day.year <= 2100:
-        raise field_error("day", _("A date (YYYY-MM-DD) between 2000 and 2100."))
-    return day
-
-
 def _recompute(day: date, workday: bool | None, note: str = "") -> tuple[int, int]:
     """Set or remove an override, recompute every open deadline; (recomputed, moved)."""
     ctx = ui_ctx()
@@ -585,7 +575,7 @@ def calendar():
     if request.method == "POST":
         values = {k: request.form.get(k, "").strip() for k in values}
         try:
-            day = _parse_day(values["day"])
+            day = svc.parse_day(values["day"])
             if values["workday"] not in ("workday", "holiday"):
                 raise field_error("workday", _("Choose workday or holiday."))
             if len(values["note"]) > 200 or svc.has_control(values["note"]):
@@ -613,7 +603,7 @@ def calendar():
 
 @bp.route("/calendar/<string(maxlength=10):day>/remove", methods=["POST"])
 def remove_override(day):
-    d = _parse_day(day)
+    d = svc.parse_day(day)
     if g.db.get(CalendarOverride, d) is None:
         abort(404)
     n, moved = _recompute(d, None)

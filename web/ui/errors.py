@@ -92,6 +92,7 @@ UI_WORDING: dict[str, Callable[[dict], str]] = {
         lambda p: _("%(number)s is already %(status)s; merge into an open call.", number=p.get("number"),
                     status=param_text("status", p.get("status"))),
     "choose a different department": lambda p: _("Choose a different department."),
+    "a date as YYYY-MM-DD between 2000 and 2100": lambda p: _("A date (YYYY-MM-DD) between 2000 and 2100."),
     "%(department)s already handles it":
         lambda p: _("%(unit)s already handles it and cannot also assist.", unit=_unit(p.get("department"))),
     "at most %(n)s files": lambda p: _("At most %(n)s files.", n=p.get("n")),

@@ -41,6 +41,7 @@ from workflows.calls import (
 from workflows.models import Attachment, Call, OrgUnit
 from workflows.org import LANE_ROLES, may_act_on, may_see_call
 from workflows.queries import possible_duplicates
+from workflows.transactions import retry_stale
 
 from .core import login_required, refresh_seconds, register_nav, services, ui_ctx, ui_user
 from .errors import error_text
@@ -478,43 +479,41 @@ def act(item_id: int, action: str):
     store = AttachmentStore(svc.settings.attachment_dir, int(svc.settings.max_upload_mb * 1024 * 1024))
     wants_files = "evidence" in schema_fields(ACTIONS[task][action].schema)
     uploads = _read_uploads(store) if wants_files else []
-    for attempt in range(2):  # lost an optimistic lock to a simultaneous action: re-read and retry once
-        try:
-            ctx = ui_ctx()
-            data = parse_form(task, action, request.form)
-            saved = []
-            if uploads:
-                saved = store.save(g.db, uploads, purpose="evidence", actor=ctx.actor, at=ctx.clock.now(),
-                                   field="evidence")
-            out = act_with_evidence(ctx, item_id, action, data, saved, lambda a: attachment_out(a)["url"])
-            g.db.commit()
-            break
-        except StaleInstance:
-            g.db.rollback()
-            if attempt == 1:
-                flash(_("Someone changed this call at the same moment. Please try again."), "error")
-                return redirect(url_for("ui_work.item", item_id=item_id))
-        except ValidationFailed as exc:
-            g.db.rollback()
-            found, call = load_item(item_id)
-            forms = action_forms(found, call, [], action)
-            field_errors, general = split_errors(exc, forms, action, request.form)
-            if uploads:
-                general.append(_("Choose the evidence files again: they were not kept."))
-            return item_page(found, call, open_action=action,
-                             values={action: form_values(task, action, request.form)},
-                             errors={action: field_errors}, general={action: general}, status=422)
-        except Conflict as exc:
-            g.db.rollback()
-            flash(_("Nothing was changed: someone acted on this item first, or it has moved on (%(detail)s).",
-                    detail=error_text(exc)), "warning")
-            return redirect(url_for("ui_work.queue"))
-        except Forbidden:
-            g.db.rollback()
-            abort(403)
-        except NotFound:
-            g.db.rollback()
-            abort(404)
+    def attempt():
+        ctx = ui_ctx()
+        data = parse_form(task, action, request.form)
+        saved = []
+        if uploads:
+            saved = store.save(g.db, uploads, purpose="evidence", actor=ctx.actor, at=ctx.clock.now(),
+                               field="evidence")
+        return act_with_evidence(ctx, item_id, action, data, saved, lambda a: attachment_out(a)["url"])
+
+    try:  # lost an optimistic lock to a simultaneous action: re-read and retry once
+        out = retry_stale(g.db, attempt, attempts=2)
+    except StaleInstance:
+        flash(_("Someone changed this call at the same moment. Please try again."), "error")
+        return redirect(url_for("ui_work.item", item_id=item_id))
+    except ValidationFailed as exc:
+        g.db.rollback()
+        found, call = load_item(item_id)
+        forms = action_forms(found, call, [], action)
+        field_errors, general = split_errors(exc, forms, action, request.form)
+        if uploads:
+            general.append(_("Choose the evidence files again: they were not kept."))
+        return item_page(found, call, open_action=action,
+                         values={action: form_values(task, action, request.form)},
+                         errors={action: field_errors}, general={action: general}, status=422)
+    except Conflict as exc:
+        g.db.rollback()
+        flash(_("Nothing was changed: someone acted on this item first, or it has moved on (%(detail)s).",
+                detail=error_text(exc)), "warning")
+        return redirect(url_for("ui_work.queue"))
+    except Forbidden:
+        g.db.rollback()
+        abort(403)
+    except NotFound:
+        g.db.rollback()
+        abort(404)
     user = ui_user()
     flash(_("%(action)s: done for %(number)s.", action=ACTION.get(action, action), number=number), "info")
     return redirect(_next_page(out, user, out.call))
