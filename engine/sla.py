@@ -368,6 +368,15 @@ class SlaKeeper:
         return n
 
 
+def _record_event(session: Session, c: SlaClock, kind: str, *, scheduled_for: datetime | None, now: datetime,
+                  actor: str, note: str = "") -> None:
+    """Append one 预警/催办/督办 event of a clock: a plain INSERT, read only after the commit (as the audit log)."""
+    session.execute(insert(SlaEvent.__table__), [
+        {"clock_id": c.id, "kind": kind, "subject": c.subject, "stage": c.stage, "unit": c.unit,
+         "scheduled_for": scheduled_for, "occurred_at": now, "recorded_at": datetime.now(UTC), "actor": actor,
+         "note": note}])
+
+
 def record_manual_event(session: Session, c: SlaClock, kind: str, *, now: datetime, actor: str,
                         note: str = "") -> str | None:
     """A supervisor's 催办 (``urge``) or 督办 (``supervise``) on a clock.
@@ -376,9 +385,7 @@ def record_manual_event(session: Session, c: SlaClock, kind: str, *, now: dateti
     whose automatic 督办 has not fired yet fires it now (``sla_overdue``: the
     diagram escalates), and the scheduler will not fire it again.
     """
-    session.add(SlaEvent(clock_id=c.id, kind=kind, subject=c.subject, stage=c.stage, unit=c.unit,
-                         scheduled_for=None, occurred_at=now, recorded_at=datetime.now(UTC), actor=actor,
-                         note=note[:1000]))
+    _record_event(session, c, kind, scheduled_for=None, now=now, actor=actor, note=note[:1000])
     if kind == "supervise" and c.state == "running" and c.overdue_fired_at is None and now >= c.due_at:
         if c.breached_at is None:
             c.breached_at = now
@@ -451,11 +458,7 @@ def _fire_clocks(session: Session, clocks: list[SlaClock], now: datetime, until:
         if c.state != "running" or getattr(c, fired_attr) is not None:
             continue
         setattr(c, fired_attr, now)
-        # a plain INSERT: the event is only read after the commit (as the audit log)
-        session.execute(insert(SlaEvent.__table__), [
-            {"clock_id": c.id, "kind": kind, "subject": c.subject, "stage": c.stage, "unit": c.unit,
-             "scheduled_for": moment, "occurred_at": now, "recorded_at": datetime.now(UTC), "actor": "scheduler",
-             "note": ""}])
+        _record_event(session, c, kind, scheduled_for=moment, now=now, actor="scheduler")
         deliver(session, c, signal, now=now)
         fired += 1
     for c in clocks:
