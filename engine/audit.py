@@ -1,14 +1,48 @@
-"""The append-only audit log."""
+"""The append-only audit log, and rows written at the end of a step rather than one statement each."""
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, event, insert, select
 from sqlalchemy.orm import Session
 
 from .models import AuditEvent
 
-_INSERT = insert(AuditEvent.__table__)
+_DEFERRED = "huying.deferred_rows"  # session.info key: {table: [row, ...]} not written yet
+_INSERTS: dict[Table, object] = {}
+
+
+def defer_insert(session: Session, table: Table, row: dict) -> None:
+    """Append a row that nothing reads back before the step is written (audit events, SLA events).
+
+    The rows go out as one multi-row INSERT per table just before the
+    transaction commits (or when a reader calls :func:`write_deferred`): a
+    scheduler batch of 32 events costs two statements, not 64 round trips.
+    """
+    session.info.setdefault(_DEFERRED, {}).setdefault(table, []).append(row)
+
+
+def write_deferred(session: Session) -> None:
+    """Write the rows :func:`defer_insert` collected (readers of those tables call this first)."""
+    pending = session.info.pop(_DEFERRED, None)
+    if not pending:
+        return
+    connection = session.connection()
+    for table, rows in pending.items():
+        statement = _INSERTS.get(table)
+        if statement is None:
+            statement = _INSERTS[table] = insert(table)
+        connection.execute(statement, rows)
+
+
+@event.listens_for(Session, "before_commit")
+def _write_before_commit(session):
+    write_deferred(session)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back_rows(session):
+    session.info.pop(_DEFERRED, None)
 
 
 def record_audit(session: Session, *, at: datetime, actor: str, action: str, subject: str | None = None,
@@ -16,15 +50,15 @@ def record_audit(session: Session, *, at: datetime, actor: str, action: str, sub
                  old: dict | None = None, new: dict | None = None, detail: dict | None = None) -> None:
     """Append one audit event in the caller's transaction (never updated).
 
-    A plain INSERT, not an ORM object: nothing reads an audit row back in the
-    transaction that writes it, and the unit of work's bookkeeping for one
-    row cost more than the row (a third of a step's flush).
+    A plain row, not an ORM object (the unit of work's bookkeeping for one row
+    cost more than the row), written with the step (:func:`defer_insert`).
     """
-    session.execute(_INSERT, [{"occurred_at": at, "actor": actor, "action": action, "subject": subject,
-                               "instance_id": instance_id, "work_item_id": work_item_id, "old": old, "new": new,
-                               "detail": detail}])
+    defer_insert(session, AuditEvent.__table__, {
+        "occurred_at": at, "actor": actor, "action": action, "subject": subject, "instance_id": instance_id,
+        "work_item_id": work_item_id, "old": old, "new": new, "detail": detail})
 
 
 def audit_trail(session: Session, subject: str) -> list[AuditEvent]:
     """Every audit event about one subject (call number), oldest first."""
+    write_deferred(session)
     return list(session.scalars(select(AuditEvent).where(AuditEvent.subject == subject).order_by(AuditEvent.id)))

@@ -1,10 +1,12 @@
 """Database plumbing: the declarative base, a UTC datetime type, engine/session factories."""
 from __future__ import annotations
 
+import select
 from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -63,8 +65,32 @@ def make_engine(url: str, **kwargs) -> Engine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        event.listen(engine, "checkout", _discard_if_closed_by_server)
+    return engine
+
+
+def _discard_if_closed_by_server(dbapi_connection, _record, _proxy) -> None:
+    """On checkout, throw away a pooled connection the server has closed, without a round trip.
+
+    When PostgreSQL ends a session (restart, ``pg_terminate_backend``, an idle
+    timeout) it sends a FATAL notice and closes the socket, so an idle
+    connection that has anything to read is dead.  Checking that costs a
+    ``select()`` on the socket, where ``pool_pre_ping`` costs a ``SELECT 1``
+    round trip on every checkout (0.3-1 ms here, a tenth of an action).  The
+    pool then connects afresh (it retries a checkout that raises this).
+    A connection that silently vanished (a network cut without a reset) is
+    not detected by either before its first statement fails.
+    """
+    if getattr(dbapi_connection, "closed", False) or getattr(dbapi_connection, "broken", False):
+        raise DisconnectionError("the connection is closed")
+    try:
+        readable, _w, _x = select.select([dbapi_connection.fileno()], [], [], 0)
+    except (OSError, ValueError) as exc:  # no socket any more
+        raise DisconnectionError(str(exc)) from exc
+    if readable:
+        raise DisconnectionError("the server closed the connection")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker:

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from .audit import record_audit
+from .audit import defer_insert, record_audit
 from .calendar import BusinessCalendar, CalendarError, Target, parse_office_hours
 from .clock import Clock
 from .errors import StaleInstance, ValidationFailed, msg
@@ -243,6 +243,10 @@ def remaining_time(c: SlaClock, calendar: BusinessCalendar, now: datetime) -> ti
     return -calendar.elapsed(c.due_at, now, target)
 
 
+_CLOCKS_OF_INSTANCE = (select(SlaClock).where(SlaClock.instance_id == bindparam("instance"))
+                      .order_by(SlaClock.round))  # built once: every step runs it
+
+
 class SlaKeeper:
     """Keeps the clocks of an instance in step with its work items, inside the caller's transaction."""
 
@@ -277,8 +281,7 @@ class SlaKeeper:
             return
         calendar = self.calendars.get(session)
         # every clock of the instance in one query (a call has a few dozen at most)
-        clocks = list(session.scalars(select(SlaClock).where(SlaClock.instance_id == instance_id)
-                                      .order_by(SlaClock.round)))
+        clocks = list(session.scalars(_CLOCKS_OF_INSTANCE, {"instance": instance_id}))
         by_item = {c.work_item_id: c for c in clocks if c.state == "running"}
         for wi in closed:
             c = by_item.get(wi.id)
@@ -370,11 +373,11 @@ class SlaKeeper:
 
 def _record_event(session: Session, c: SlaClock, kind: str, *, scheduled_for: datetime | None, now: datetime,
                   actor: str, note: str = "") -> None:
-    """Append one 预警/催办/督办 event of a clock: a plain INSERT, read only after the commit (as the audit log)."""
-    session.execute(insert(SlaEvent.__table__), [
-        {"clock_id": c.id, "kind": kind, "subject": c.subject, "stage": c.stage, "unit": c.unit,
-         "scheduled_for": scheduled_for, "occurred_at": now, "recorded_at": datetime.now(UTC), "actor": actor,
-         "note": note}])
+    """Append one 预警/催办/督办 event of a clock, written with the step (read only after it, as the audit log)."""
+    defer_insert(session, SlaEvent.__table__, {
+        "clock_id": c.id, "kind": kind, "subject": c.subject, "stage": c.stage, "unit": c.unit,
+        "scheduled_for": scheduled_for, "occurred_at": now, "recorded_at": datetime.now(UTC), "actor": actor,
+        "note": note})
 
 
 def record_manual_event(session: Session, c: SlaClock, kind: str, *, now: datetime, actor: str,
@@ -458,10 +461,13 @@ def _fire_clocks(session: Session, clocks: list[SlaClock], now: datetime, until:
         if c.state != "running" or getattr(c, fired_attr) is not None:
             continue
         setattr(c, fired_attr, now)
+        if c.attempts or c.last_error is not None:
+            c.attempts, c.last_error = 0, None
+        _schedule(c)  # before the delivery, so that its flush writes the clock once
         _record_event(session, c, kind, scheduled_for=moment, now=now, actor="scheduler")
         deliver(session, c, signal, now=now)
         fired += 1
-    for c in clocks:
+    for c in clocks:  # the ones that fired nothing (their next event is after ``until``) are unchanged
         if c.attempts or c.last_error is not None:
             c.attempts, c.last_error = 0, None
         _schedule(c)

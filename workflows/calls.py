@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from marshmallow import Schema, fields, validate
 from marshmallow import ValidationError as SchemaError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
 from engine.audit import audit_trail, record_audit
@@ -182,12 +182,24 @@ class ActionOutcome:
     caught: int = 1
 
 
+_CALL_OF_INSTANCE = select(Call).where(Call.instance_id == bindparam("instance"))
+
+
 def call_of_instance(session: Session, instance_id: int) -> Call:
     """The call a process instance runs for (one per instance, a unique index; child tickets have none)."""
-    call = session.scalar(select(Call).where(Call.instance_id == instance_id))
+    call = session.scalar(_CALL_OF_INSTANCE, {"instance": instance_id})
     if call is None:
         raise NotFound(msg("no call for process instance %(id)s", id=instance_id))
     return call
+
+
+# built once (see workflows.org): every action and every fired SLA event runs it
+_FOR_ACTION = (
+    select(WorkItem, Call).join(Call, Call.instance_id == WorkItem.instance_id)
+    .options(joinedload(WorkItem.instance))
+    .where(WorkItem.instance_id == select(WorkItem.instance_id).where(WorkItem.id == bindparam("item"))
+           .scalar_subquery(), (WorkItem.state == "open") | (WorkItem.id == bindparam("item")))
+    .order_by(WorkItem.id))
 
 
 def load_for_action(session: Session, item_id: int) -> tuple[WorkItem, Call, list[WorkItem]]:
@@ -196,12 +208,7 @@ def load_for_action(session: Session, item_id: int) -> tuple[WorkItem, Call, lis
     An action needs all three: the item to check and complete, the call to
     update, and the other open items to see which ones the step closes.
     """
-    instance_of = select(WorkItem.instance_id).where(WorkItem.id == item_id).scalar_subquery()
-    rows = session.execute(
-        select(WorkItem, Call).join(Call, Call.instance_id == WorkItem.instance_id)
-        .options(joinedload(WorkItem.instance))
-        .where(WorkItem.instance_id == instance_of, (WorkItem.state == "open") | (WorkItem.id == item_id))
-        .order_by(WorkItem.id)).unique().all()
+    rows = session.execute(_FOR_ACTION, {"item": item_id}).unique().all()
     item = next((wi for wi, _call in rows if wi.id == item_id), None)
     if item is None:
         if session.get(WorkItem, item_id) is None:

@@ -15,7 +15,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine.audit import record_audit
+from engine.audit import record_audit, write_deferred
 from engine.errors import Conflict, Forbidden, NotFound, msg
 from engine.models import SlaClock, SlaEvent, WorkItem
 from engine.sla import record_manual_event
@@ -106,6 +106,7 @@ def urge(ctx: ServiceContext, item_id: int, data: dict) -> UrgeOutcome:
     if signal is not None:
         escalated = deliver_process_event(ctx, item.id, signal, {"clock": clock.id, "stage": clock.stage,
                                                                   "unit": clock.unit, "by": ctx.actor}) > 0
+    write_deferred(ctx.session)
     event = ctx.session.scalars(select(SlaEvent).where(SlaEvent.clock_id == clock.id)
                                 .order_by(SlaEvent.id.desc()).limit(1)).first()
     return UrgeOutcome(event, call, escalated)
