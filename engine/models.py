@@ -6,6 +6,7 @@ from datetime import date, datetime
 from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from . import writes
 from .db import Base, UTCDateTime
 
 
@@ -232,3 +233,8 @@ class CalendarRevision(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     revision: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# engine.writes writes a step's work items and clocks with plain statements (see there)
+writes.register(WorkItem, foreign={"instance": ("instance_id", "id")})
+writes.register(SlaClock, foreign={"work_item": ("work_item_id", "id")})

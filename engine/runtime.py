@@ -28,8 +28,9 @@ from .audit import record_audit
 from .clock import Clock
 from .definitions import SPEC_CACHE, SpecCache, get_definition
 from .errors import Conflict, NotFound, ProcessError, StaleInstance, msg
-from .models import ProcessInstance, WorkItem
+from .models import ProcessInstance, SlaClock, WorkItem
 from .spiff import BpmnWorkflow, ParsedProcess, deliver_to_boundary, dump_state, load_state, ready_human_tasks
+from .writes import write_rows
 
 
 @dataclass
@@ -367,7 +368,8 @@ class ProcessRuntime:
         write_pending(self.session)
         keys = [inst.business_key for inst, _wf, _values in self.session.info.get(_PENDING, {}).values()]
         try:
-            self.session.flush()
+            write_rows(self.session, (WorkItem, SlaClock))  # the step's own rows, as plain statements
+            self.session.flush()  # anything else
         except StaleDataError:
             raise StaleInstance(msg("%(numbers)s was changed by someone else at the same time; "
                                     "nothing was saved, reload and try again", numbers=", ".join(keys))

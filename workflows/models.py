@@ -6,6 +6,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from engine import writes
 from engine.db import Base, UTCDateTime
 
 UNIT_KINDS = ("district", "street", "community", "department")
@@ -234,3 +235,7 @@ class WebhookAttempt(Base):
     status: Mapped[int | None] = mapped_column(Integer)  # HTTP status; none when nothing answered
     error: Mapped[str | None] = mapped_column(Text)
     outcome: Mapped[str] = mapped_column(String(16))  # delivered, retry, dead, late (the claim had lapsed)
+
+
+# a step writes its call's changed columns with a plain UPDATE (engine.writes); new calls go through the ORM
+writes.register(Call)
