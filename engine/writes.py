@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
-from sqlalchemy.orm.attributes import instance_state
+from sqlalchemy.orm.attributes import NO_VALUE, instance_state
 from sqlalchemy.orm.exc import StaleDataError
 
 
@@ -125,7 +125,9 @@ def _update(session: Session, plan: _Plan, obj) -> None:
         return  # a change this writer does not know (a collection, an unmapped relationship): the flush
     if not _resolve_foreign(plan, obj, state):
         return
-    changed = [key for key in state.committed_state if key in plan.columns and key != plan.version]
+    # as the flush does, a column set to the value it already had is not written
+    changed = [key for key, old in state.committed_state.items()
+               if key in plan.columns and key != plan.version and (old is NO_VALUE or old != state.dict.get(key))]
     if not changed:
         state._commit_all(state.dict, session.identity_map)  # relationship-only noise, or nothing
         return
