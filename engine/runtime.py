@@ -30,7 +30,7 @@ from .definitions import SPEC_CACHE, SpecCache, get_definition
 from .errors import Conflict, NotFound, ProcessError, StaleInstance, msg
 from .models import ProcessInstance, SlaClock, WorkItem
 from .spiff import BpmnWorkflow, ParsedProcess, deliver_to_boundary, dump_state, load_state, ready_human_tasks
-from .writes import write_rows
+from .writes import insert_now, write_rows
 
 
 @dataclass
@@ -46,6 +46,7 @@ class StepResult:
     # task data of each newly opened work item, keyed by task id (for the domain to read counters)
     opened_data: dict[str, dict] = field(default_factory=dict)
     open_items: list[WorkItem] = field(default_factory=list)
+    started: bool = False  # the step started the instance (it has nothing stored before it)
 
 
 @dataclass
@@ -174,7 +175,12 @@ class ProcessRuntime:
                                    state=b"", created_at=now, updated_at=now)
         self.session.add(instance)
         self._run(workflow)
-        result = self._save(instance, workflow, parsed, open_items=[], closed_task=None, actor=actor, action=None)
+        result = self._save(instance, workflow, parsed, open_items=[], closed_task=None, actor=actor, action=None,
+                            flush=False)
+        result.started = True
+        # the instance row now (its id is the work items' and the audit's); the rest goes with the caller's
+        # flush, with the caller's own changes (the call's number, its status...)
+        insert_now(self.session, [instance], foreign={"definition": ("definition_id", "id")})
         record_audit(self.session, at=now, actor=actor, action="process_started", subject=business_key,
                      instance_id=instance.id, new={"process": process_id, "version": definition.version})
         return result

@@ -273,15 +273,19 @@ class SlaKeeper:
         return version, rules
 
     def sync(self, session: Session, *, instance_id: int, subject: str, opened: Iterable[WorkItem],
-             closed: Iterable[WorkItem], facts: Mapping[str, str], now: datetime, actor: str) -> None:
-        """Start, pause, resume or stop clocks for the work items one step opened and closed."""
+             closed: Iterable[WorkItem], facts: Mapping[str, str], now: datetime, actor: str,
+             new_instance: bool = False) -> None:
+        """Start, pause, resume or stop clocks for the work items one step opened and closed.
+
+        ``new_instance``: the step started the instance, so it has no clocks yet (nothing to read).
+        """
         closed = [wi for wi in closed if (wi.properties or {}).get("sla_stage")]
         opened = [wi for wi in opened if (wi.properties or {}).get("sla_stage")]
         if not closed and not opened:
             return
         calendar = self.calendars.get(session)
         # every clock of the instance in one query (a call has a few dozen at most)
-        clocks = list(session.scalars(_CLOCKS_OF_INSTANCE, {"instance": instance_id}))
+        clocks = [] if new_instance else list(session.scalars(_CLOCKS_OF_INSTANCE, {"instance": instance_id}))
         by_item = {c.work_item_id: c for c in clocks if c.state == "running"}
         for wi in closed:
             c = by_item.get(wi.id)

@@ -41,12 +41,26 @@ class _Plan:
 
 
 _PLANS: dict[type, _Plan] = {}
+_ONE_OFF: dict[type, _Plan] = {}  # insert_now's
 _UPDATES: dict[tuple, object] = {}  # (class, columns) -> UPDATE statement, built once
 
 
 def register(cls, foreign: dict[str, tuple[str, str]] | None = None) -> None:
     """Let :func:`write_rows` write ``cls``; ``foreign`` maps its many-to-one relationships to
     (foreign key attribute, the related object's key attribute), e.g. ``{"work_item": ("work_item_id", "id")}``."""
+    _PLANS[cls] = _plan(cls, foreign)
+
+
+def insert_now(session: Session, objs: list, foreign: dict[str, tuple[str, str]] | None = None) -> None:
+    """INSERT these new objects of one class now (one statement), e.g. a row others point at."""
+    cls = type(objs[0])
+    plan = _ONE_OFF.get(cls)
+    if plan is None:
+        plan = _ONE_OFF[cls] = _plan(cls, foreign)
+    _insert(session, plan, objs)
+
+
+def _plan(cls, foreign) -> _Plan:
     mapper = cls.__mapper__
     table = mapper.local_table
     columns = {prop.key: prop.columns[0] for prop in mapper.column_attrs if prop.columns[0].table is table}
@@ -55,8 +69,8 @@ def register(cls, foreign: dict[str, tuple[str, str]] | None = None) -> None:
     version = None
     if mapper.version_id_col is not None:
         version = next(key for key, col in columns.items() if col is mapper.version_id_col)
-    _PLANS[cls] = _Plan(mapper, columns, defaults, dict(foreign or {}), version,
-                        insert(table).returning(table.c.id, sort_by_parameter_order=True))
+    return _Plan(mapper, columns, defaults, dict(foreign or {}), version,
+                 insert(table).returning(table.c.id, sort_by_parameter_order=True))
 
 
 def write_rows(session: Session, order: Iterable[type]) -> None:

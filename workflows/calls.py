@@ -120,7 +120,7 @@ def _file(ctx: ServiceContext, data: dict) -> tuple[Call, StepResult]:
                                      "assists": call.suggested_assists, "sla_class": call.sla_class}})
     emit(ctx.session, "call.filed", call, at=now, actor=ctx.actor,
          data={"description": call.description, "location": call.location, "photos": call.photos})
-    ctx.session.flush()
+    ctx.runtime.flush()
     return call, step
 
 
@@ -343,7 +343,7 @@ def _sync_call(ctx: ServiceContext, call: Call, step: StepResult) -> None:
     """Mirror the process onto the call: status, level, counters, child tickets, SLA clocks."""
     now = ctx.clock.now()
     ctx.sla.sync(ctx.session, instance_id=step.instance.id, subject=call.number, opened=step.opened,
-                 closed=step.closed, facts=sla_facts(call), now=now, actor=ctx.actor)
+                 closed=step.closed, facts=sla_facts(call), now=now, actor=ctx.actor, new_instance=step.started)
     items = step.open_items
     if step.ended:
         call.status = step.end_status or "closed"
