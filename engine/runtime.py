@@ -121,7 +121,7 @@ def _write_instance(session: Session, instance: ProcessInstance, values: dict) -
     """
     seen = instance.lock_version
     full = {"status": instance.status, "end_event": instance.end_event, **values}
-    done = session.execute(_UPDATE_INSTANCE, {**full, "lock_version": seen + 1, "_id": instance.id, "_seen": seen})
+    done = session.connection().execute(_UPDATE_INSTANCE, {**full, "lock_version": seen + 1, "_id": instance.id, "_seen": seen})
     if done.rowcount != 1:
         raise StaleInstance(msg("%(numbers)s was changed by someone else at the same time; "
                                 "nothing was saved, reload and try again", numbers=instance.business_key))
