@@ -506,7 +506,7 @@ def fire_check(services, calls: int) -> dict:
             FROM (SELECT c.id, count(e.id) FILTER (WHERE e.kind = 'warning') w,
                          count(e.id) FILTER (WHERE e.kind = 'urge') u, count(e.id) FILTER (WHERE e.kind = 'supervise') s
                   FROM engine_sla_clock c LEFT JOIN engine_sla_event e ON e.clock_id = c.id
-                  WHERE c.stage = 'triage' GROUP BY c.id) x""")).one()
+                  WHERE c.stage = 'triage' AND c.subject NOT LIKE 'HYBENCH%' GROUP BY c.id) x""")).one()
         audit = dict(conn.execute(text("""SELECT action, count(*) FROM engine_audit_event
                                          WHERE action LIKE 'event.sla_%' GROUP BY action""")).all())
         dup_audit = conn.execute(text("""SELECT count(*) FROM (SELECT subject, action FROM engine_audit_event
@@ -654,6 +654,15 @@ def part_fire(args) -> dict:
     log(f"fire: fresh database {PG_DB}; filing {args.calls:,} calls ({FILE_DATA['category']} by {FILER}) with "
         f"{args.filers} filer process(es), virtual time 2026-10-12 09:00 + i x {args.spread:g} s")
     services = fresh_database()
+    background = None
+    if args.background_rows:
+        from engine.clock import VIRTUAL_EPOCH
+
+        # the issue's setting: 1,000,000 open work items (and their running clocks) in the database, none due
+        # while the sweeps run (deadlines a day to seven weeks after the filing day)
+        log(f"  loading {args.background_rows:,} open work items + running clocks (not due) first")
+        background = load_open_items(services, args.background_rows, args.instances, VIRTUAL_EPOCH)
+        log(f"  loaded in {background['load_seconds']} s")
     queue = ctx.Queue()
     procs = [ctx.Process(target=_filer, args=(w, PG_URL, list(range(w, args.calls, args.filers)), args.spread, queue))
              for w in range(args.filers)]
@@ -667,11 +676,15 @@ def part_fire(args) -> dict:
     with services.engine.connect() as conn:
         n_clocks, max_due, min_over, min_warn = conn.execute(text(
             "SELECT count(*), max(due_at), min(overdue_at), min(warn_at) FROM engine_sla_clock "
-            "WHERE state = 'running'")).one()
-        distinct_next = conn.execute(text("SELECT count(DISTINCT next_fire_at) FROM engine_sla_clock")).scalar()
+            "WHERE state = 'running' AND subject NOT LIKE 'HYBENCH%'")).one()
+        distinct_next = conn.execute(text("SELECT count(DISTINCT next_fire_at) FROM engine_sla_clock "
+                                          "WHERE subject NOT LIKE 'HYBENCH%'")).scalar()
+        first_background = conn.execute(text("SELECT min(next_fire_at) FROM engine_sla_clock "
+                                              "WHERE subject LIKE 'HYBENCH%'")).scalar()
     assert n_clocks == args.calls, (n_clocks, args.calls)
     fire_at = max_due + timedelta(seconds=1)
     assert fire_at < min_over, "the virtual time would also make the overdue (督办) due"
+    assert first_background is None or fire_at < first_background, "a background clock would be due too"
     pg_exec_autocommit("VACUUM ANALYZE")
     snapshot(services)
     probes = None
@@ -683,7 +696,8 @@ def part_fire(args) -> dict:
             restore(services)
             with services.engine.connect() as conn:
                 last_warn, first_due = conn.execute(text(
-                    "SELECT max(warn_at), min(due_at) FROM engine_sla_clock WHERE state = 'running'")).one()
+                    "SELECT max(warn_at), min(due_at) FROM engine_sla_clock WHERE state = 'running' "
+                    "AND subject NOT LIKE 'HYBENCH%'")).one()
             assert last_warn + timedelta(seconds=1) < first_due, "warnings and breaches overlap"
             StoredVirtualClock(services.session_factory).set(last_warn + timedelta(seconds=1))
             log(f"  breach-only: firing the {args.calls:,} warnings first (untimed)")
@@ -742,7 +756,7 @@ def part_fire(args) -> dict:
     return {"calls": args.calls, "filers": args.filers, "spread_seconds": args.spread, "fire_clock": args.fire_clock,
             "filing_seconds": filing_s,
             "filing_calls_per_s": args.calls / filing_s, "filers_detail": filed, "virtual_fire_at": fire_at,
-            "first_warning_at": min_warn, "distinct_next_fire_at": distinct_next,
+            "first_warning_at": min_warn, "distinct_next_fire_at": distinct_next, "background": background,
             "runs": variants.get("both", {}), "runs_breach_only": variants.get("breach", {}), "due": args.due,
             "probes": probes,
             "target_breaches_per_s": 300, "target_met": two["breaches_per_s"] >= 300 and two["processes"] == 2
@@ -766,6 +780,9 @@ def print_fire(r: dict) -> None:
     print()
     print(f"== 2. firing due breaches: {r['calls']:,} calls, each a triage clock whose breach (and, catching up, "
           f"warning) is due ==")
+    bg = r.get("background")
+    print(f"in the database besides: {bg['open_work_items']:,} open work items and {bg['running_clocks']:,} running "
+          f"clocks, none due" if bg else "in the database besides: nothing (--background-rows 0)")
     print(f"filing: {r['filers']} process(es), {r['filing_seconds']:.0f} s, {r['filing_calls_per_s']:.0f} calls/s "
           f"(virtual start times spread {r['spread_seconds']:g} s apart: {r['distinct_next_fire_at']:,} distinct "
           f"next_fire_at values)")
@@ -1101,6 +1118,8 @@ def main(argv=None) -> int:
     g.add_argument("--filers", type=int, default=2, help="processes filing them in parallel (2)")
     g.add_argument("--spread", type=float, default=0.0,
                    help="virtual seconds between filings (0: all filed at 09:00, as in the tests)")
+    g.add_argument("--background-rows", type=int, default=1_000_000,
+                   help="open work items and running clocks loaded first, none of them due (1,000,000; 0: none)")
     g.add_argument("--due", default="both,breach",
                    help="what is due at the timed sweeps: 'both' (each call's warning and breach, a scheduler "
                         "catching up) and/or 'breach' (the warnings were fired beforehand, untimed, as in steady "
