@@ -403,7 +403,8 @@ def record_manual_event(session: Session, c: SlaClock, kind: str, *, now: dateti
 
 
 # ---- the sweep ---------------------------------------------------------------------------------------
-# deliver(session, clock, signal, now=the sweep's moment) -> boundary events that caught it
+# deliver(session, clock, signal, now=the sweep's moment) -> boundary events that caught it; it may have
+# a ``prepare(session, clocks)`` attribute, called once per batch before its deliveries (to read ahead)
 Deliver = Callable[..., int]
 
 
@@ -461,6 +462,9 @@ def _fire_clocks(session: Session, clocks: list[SlaClock], now: datetime, until:
                   if getattr(c, fired_attr) is None and getattr(c, at_attr) <= now and getattr(c, at_attr) <= until),
                  key=lambda e: (e[0], e[1]))
     fired = 0
+    prepare = getattr(deliver, "prepare", None)
+    if prepare is not None and len(due) > 1:
+        prepare(session, list({id(c): c for *_e, c in due}.values()))
     for moment, _id, kind, fired_attr, signal, c in due:
         if c.state != "running" or getattr(c, fired_attr) is not None:
             continue

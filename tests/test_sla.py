@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from engine.audit import audit_trail
 from engine.clock import SHANGHAI
 
 
@@ -270,3 +271,47 @@ def test_a_bad_policy_is_refused_naming_the_problem(services):
                 {"rules": [{"match": {"stage": "sign", "colour": "red"}, "target": {"wall_hours": 2}}]}):
         with pytest.raises(ValidationFailed):
             validate_policy(bad)
+
+
+def test_clocks_of_one_call_breached_together_fire_once_each_in_one_sweep(district):
+    """The sweep reads a batch's work items ahead in one query; three departments' sign clocks of one
+    call fire in one batch, each delivered once, each into the state the previous one left."""
+    d = district
+    no = d.file("qingnian.grid", category="lift_install", direct_to_street=True)
+    d.do(no, "xiagang.dispatcher", "dispatch", {"lead": "power", "assists": ["telecom", "police"]})
+    signs = {c.unit for c in d.clocks(no) if c.stage == "sign" and c.state == "running"}
+    assert signs == {"power", "telecom", "police"}
+    assert d.advance_to(at(2026, 10, 14, 17)) == 6  # a warning and a breach each, nothing else
+    events = [e for e in d.sla_events(no) if e[1] == "sign"]
+    assert sorted(events) == sorted((kind, "sign", unit) for unit in signs for kind in ("warning", "urge"))
+    with d.session() as s:
+        delivered = [a.action for a in audit_trail(s, no) if a.action.startswith("event.sla_")]
+    assert sorted(delivered) == ["event.sla_breach"] * 3 + ["event.sla_warning"] * 3
+    assert d.sweep() == 0
+    # the process took every delivery: each department can still sign, and does
+    for unit in signs:
+        d.do(no, f"{unit}.staff", "sign", {})
+    assert {wi.task_name for wi in d.items(no)} == {"resolve"}
+
+
+def test_the_sweeps_read_ahead_is_used_once_and_never_after_a_step_on_the_same_call(district, services):
+    from sqlalchemy import event
+
+    from workflows.calls import load_for_action, preload_for_actions
+
+    d = district
+    no = d.file("qingnian.grid", category="lift_install", direct_to_street=True)
+    d.do(no, "xiagang.dispatcher", "dispatch", {"lead": "power", "assists": ["telecom"]})
+    first, second = d.items(no)
+    other = d.items(d.file("qingnian.grid", category="road_flooding"))[0]
+    queries = []
+    event.listen(services.engine, "before_cursor_execute", lambda *args: queries.append(args[2]))
+    with d.session() as s:
+        preload_for_actions(s, [first.id, second.id, other.id])
+        assert len(queries) == 1
+        item, call, open_items = load_for_action(s, first.id)  # read ahead: no query
+        assert (item.id, call.number, sorted(wi.id for wi in open_items)) == (first.id, no, [first.id, second.id])
+        assert load_for_action(s, other.id)[0].id == other.id and len(queries) == 1
+        # a step on the first item may have changed the call's items: the second one is read afresh
+        assert load_for_action(s, second.id)[0].id == second.id and len(queries) == 2
+        assert load_for_action(s, first.id)[0].id == first.id and len(queries) == 3  # used once only
