@@ -705,7 +705,7 @@ def part_fire(args) -> dict:
             assert warned == args.calls, (warned, args.calls)
             snapshot(services)
         runs = variants[due] = {}
-        for nproc in args.sweepers:
+        for nproc in [n for n in args.sweepers for _ in range(args.repeat)]:
             restore(services)
             StoredVirtualClock(services.session_factory).set(fire_at)
             if probes is None:  # before the first sweep: what one event costs, piece by piece
@@ -732,7 +732,7 @@ def part_fire(args) -> dict:
             tenth = max(len(stamps) // 10, 1)
             deciles = [tenth / max((stamps[min(i + tenth, len(stamps)) - 1] - stamps[i]).total_seconds(), 1e-6)
                        for i in range(0, len(stamps) - tenth + 1, tenth)][:10]
-            runs[nproc] = {
+            run = {
                 "processes": nproc, "fired": fired, "wall_seconds": wall, "events_per_s": fired / wall,
                 "breaches_per_s": check["audit_deliveries"].get("event.sla_breach", 0) / wall,
                 "ms_per_event_per_process": 1000 * wall * nproc / fired if fired else None,
@@ -748,7 +748,13 @@ def part_fire(args) -> dict:
                 "check": check,
             }
             log(f"    {fired:,} events in {wall:.1f} s = {fired / wall:.0f} events/s, "
-                f"{runs[nproc]['breaches_per_s']:.0f} breaches/s; exactly once: {check['exactly_once']}")
+                f"{run['breaches_per_s']:.0f} breaches/s; exactly once: {check['exactly_once']}")
+            runs.setdefault(nproc, []).append(run)
+        for nproc, repeats in list(runs.items()):  # the median run of the repeats stands for them
+            repeats.sort(key=lambda x: x["breaches_per_s"])
+            runs[nproc] = {**repeats[(len(repeats) - 1) // 2], "repeats_breaches_per_s": [
+                round(x["breaches_per_s"], 1) for x in repeats],
+                "exactly_once_every_repeat": all(x["check"]["exactly_once"] for x in repeats)}
     if not args.keep:
         drop_database()
     judged = variants.get("breach") or variants[args.due[0]]
@@ -760,7 +766,7 @@ def part_fire(args) -> dict:
             "runs": variants.get("both", {}), "runs_breach_only": variants.get("breach", {}), "due": args.due,
             "probes": probes,
             "target_breaches_per_s": 300, "target_met": two["breaches_per_s"] >= 300 and two["processes"] == 2
-            and all(r["check"]["exactly_once"] for v in variants.values() for r in v.values())}
+            and all(r["exactly_once_every_repeat"] for v in variants.values() for r in v.values())}
 
 
 def _sweep_in_process() -> int:
@@ -802,8 +808,11 @@ def _print_fire_runs(runs: dict, title: str) -> None:
         print(f"{n:<22}{run['fired']:>8}{run['wall_seconds']:>9.1f}{run['events_per_s']:>10.0f}"
               f"{run['breaches_per_s']:>12.0f}{fmt(run['ms_per_event_per_process'], 2):>10}"
               f"{fmt(run['cpu_ms_per_event'], 2):>11}{fmt(run['statements_per_event'], 1):>8}"
-              f"{fmt(run['sql_ms_per_event'], 2):>11}  {'yes' if run['check']['exactly_once'] else 'NO'}"
-              f" (per process: {', '.join(str(o['fired']) for o in run['per_process'])})")
+              f"{fmt(run['sql_ms_per_event'], 2):>11}  {'yes' if run.get('exactly_once_every_repeat', run['check']['exactly_once']) else 'NO'}"
+              f" (per process: {', '.join(str(o['fired']) for o in run['per_process'])})"
+              + (f"; median of {len(run['repeats_breaches_per_s'])} sweeps, breaches/s "
+                 f"{' '.join(f'{x:.0f}' for x in run['repeats_breaches_per_s'])}"
+                 if len(run["repeats_breaches_per_s"]) > 1 else ""))
     for n, run in sorted(runs.items()):
         print(f"events/s by tenth of the events, {n} process(es): "
               + " ".join(f"{x:.0f}" for x in run["events_per_s_by_decile"])
@@ -1120,6 +1129,8 @@ def main(argv=None) -> int:
                    help="virtual seconds between filings (0: all filed at 09:00, as in the tests)")
     g.add_argument("--background-rows", type=int, default=1_000_000,
                    help="open work items and running clocks loaded first, none of them due (1,000,000; 0: none)")
+    g.add_argument("--repeat", type=int, default=1,
+                   help="timed sweeps per process count, each from the same snapshot; the median one is reported (1)")
     g.add_argument("--due", default="both,breach",
                    help="what is due at the timed sweeps: 'both' (each call's warning and breach, a scheduler "
                         "catching up) and/or 'breach' (the warnings were fired beforehand, untimed, as in steady "
