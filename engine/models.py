@@ -235,6 +235,7 @@ class CalendarRevision(Base):
     revision: Mapped[int] = mapped_column(Integer, default=0)
 
 
-# engine.writes writes a step's work items and clocks with plain statements (see there)
+# engine.writes writes a step's instance, work items and clocks with plain statements (see there)
+writes.register(ProcessInstance, foreign={"definition": ("definition_id", "id")})
 writes.register(WorkItem, foreign={"instance": ("instance_id", "id")})
 writes.register(SlaClock, foreign={"work_item": ("work_item_id", "id")})

@@ -19,9 +19,8 @@ from SpiffWorkflow.bpmn.specs.mixins.events.end_event import EndEvent
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import bindparam, event, select, update
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from .audit import record_audit
@@ -90,54 +89,13 @@ class WorkflowCache:
 
 
 WORKFLOW_CACHE = WorkflowCache()
-_INSTANCES = ProcessInstance.__table__
-_UPDATE_INSTANCE = (
-    update(_INSTANCES)
-    .where(_INSTANCES.c.id == bindparam("_id"), _INSTANCES.c.lock_version == bindparam("_seen"))
-    .values({name: bindparam(name) for name in ("state", "updated_at", "next_wakeup_at", "status", "end_event",
-                                                 "lock_version")}))
-# id(instance) -> [instance, workflow, its new column values not written yet (or None)]
+# id(instance) -> (instance, workflow) stepped in this transaction, published to the cache after the commit
 _PENDING = "huying.pending_workflows"
-
-
-def write_pending(session: Session) -> None:
-    """Write the state of every instance stepped since the last write: one UPDATE per instance,
-    however many steps it took (a scheduler batch may deliver a warning and a breach to one call),
-    checking the version it was read at.  Raises :class:`StaleInstance` if another transaction
-    committed that instance first.
-    """
-    for entry in session.info.get(_PENDING, {}).values():
-        instance, _workflow, values = entry
-        if values is not None:
-            entry[2] = None
-            _write_instance(session, instance, values)
-
-
-def _write_instance(session: Session, instance: ProcessInstance, values: dict) -> None:
-    """One UPDATE of the instance's row, the ORM object then told these are its stored values.
-
-    The ORM's unit of work would do the same at several times the cost, for a
-    row that only the runtime ever writes.
-    """
-    seen = instance.lock_version
-    full = {"status": instance.status, "end_event": instance.end_event, **values}
-    done = session.connection().execute(_UPDATE_INSTANCE, {**full, "lock_version": seen + 1, "_id": instance.id, "_seen": seen})
-    if done.rowcount != 1:
-        raise StaleInstance(msg("%(numbers)s was changed by someone else at the same time; "
-                                "nothing was saved, reload and try again", numbers=instance.business_key))
-    for key, value in full.items():
-        set_committed_value(instance, key, value)
-    set_committed_value(instance, "lock_version", seen + 1)
-
-
-@event.listens_for(Session, "before_commit")
-def _write_before_commit(session):
-    write_pending(session)  # for a caller that commits without ProcessRuntime.flush()
 
 
 @event.listens_for(Session, "after_commit")
 def _publish_committed_workflows(session):
-    for instance, workflow, _values in session.info.pop(_PENDING, {}).values():
+    for instance, workflow in session.info.pop(_PENDING, {}).values():
         WORKFLOW_CACHE.put(instance.id, instance.lock_version, workflow)
 
 
@@ -180,7 +138,7 @@ class ProcessRuntime:
         result.started = True
         # the instance row now (its id is the work items' and the audit's); the rest goes with the caller's
         # flush, with the caller's own changes (the call's number, its status...)
-        insert_now(self.session, [instance], foreign={"definition": ("definition_id", "id")})
+        insert_now(self.session, [instance])
         record_audit(self.session, at=now, actor=actor, action="process_started", subject=business_key,
                      instance_id=instance.id, new={"process": process_id, "version": definition.version})
         return result
@@ -352,15 +310,11 @@ class ProcessRuntime:
             values["end_event"] = end.task_spec.bpmn_id if end is not None else None
             result.end_status = (end.task_spec.extensions.get("properties", {}).get("status")
                                  if end is not None else None)
-        pending = self.session.info.setdefault(_PENDING, {})
-        if instance.id is None or instance in self.session.new:  # start(): the flush inserts it
-            for key, value in values.items():
-                setattr(instance, key, value)
-            pending[id(instance)] = [instance, workflow, None]
-        else:  # written once at the next flush (write_pending), however many steps come before it
-            entry = pending.get(id(instance))
-            unwritten = entry[2] if entry is not None and entry[0] is instance and entry[2] else {}
-            pending[id(instance)] = [instance, workflow, {**unwritten, **values}]
+        # written at the next flush with the step's other rows (engine.writes: one UPDATE, version checked),
+        # however many steps come before it
+        for key, value in values.items():
+            setattr(instance, key, value)
+        self.session.info.setdefault(_PENDING, {})[id(instance)] = (instance, workflow)
         if flush:
             self.flush()
         return result
@@ -371,10 +325,10 @@ class ProcessRuntime:
         A step leaves its writes pending so the caller's own changes (the call,
         SLA clocks, the audit event) go out in the same single flush.
         """
-        write_pending(self.session)
-        keys = [inst.business_key for inst, _wf, _values in self.session.info.get(_PENDING, {}).values()]
+        keys = [inst.business_key for inst, _wf in self.session.info.get(_PENDING, {}).values()]
         try:
-            write_rows(self.session, (WorkItem, SlaClock))  # the step's own rows, as plain statements
+            # the step's own rows, as plain statements; the instance row first (one lock order for all)
+            write_rows(self.session, (WorkItem, SlaClock), first=(ProcessInstance,))
             self.session.flush()  # anything else
         except StaleDataError:
             raise StaleInstance(msg("%(numbers)s was changed by someone else at the same time; "

@@ -41,7 +41,6 @@ class _Plan:
 
 
 _PLANS: dict[type, _Plan] = {}
-_ONE_OFF: dict[type, _Plan] = {}  # insert_now's
 _UPDATES: dict[tuple, object] = {}  # (class, columns) -> UPDATE statement, built once
 
 
@@ -51,13 +50,9 @@ def register(cls, foreign: dict[str, tuple[str, str]] | None = None) -> None:
     _PLANS[cls] = _plan(cls, foreign)
 
 
-def insert_now(session: Session, objs: list, foreign: dict[str, tuple[str, str]] | None = None) -> None:
-    """INSERT these new objects of one class now (one statement), e.g. a row others point at."""
-    cls = type(objs[0])
-    plan = _ONE_OFF.get(cls)
-    if plan is None:
-        plan = _ONE_OFF[cls] = _plan(cls, foreign)
-    _insert(session, plan, objs)
+def insert_now(session: Session, objs: list) -> None:
+    """INSERT these new objects of one registered class now (one statement), e.g. a row others point at."""
+    _insert(session, _PLANS[type(objs[0])], objs)
 
 
 def _plan(cls, foreign) -> _Plan:
@@ -73,13 +68,19 @@ def _plan(cls, foreign) -> _Plan:
                  insert(table).returning(table.c.id, sort_by_parameter_order=True))
 
 
-def write_rows(session: Session, order: Iterable[type]) -> None:
-    """Write the pending new and changed objects of the registered classes, classes in ``order``."""
+def write_rows(session: Session, order: Iterable[type], first: tuple[type, ...] = ()) -> None:
+    """Write the pending new and changed objects of the registered classes: inserts class by class in
+    ``order``, then updates, those of the ``first`` classes before any other.
+
+    ``first`` fixes the order in which rows are locked: when every writer updates the (version
+    checked) instance row before anything else, two transactions on one call queue on that row
+    and the later one sees a stale version instead of deadlocking on the others.
+    """
     new_by_class: dict[type, list] = {}
     for obj in session.new:
         if type(obj) in _PLANS:
             new_by_class.setdefault(type(obj), []).append(obj)
-    dirty = [obj for obj in session.dirty if type(obj) in _PLANS]
+    dirty = sorted((obj for obj in session.dirty if type(obj) in _PLANS), key=lambda o: type(o) not in first)
     for cls in order:
         objs = new_by_class.get(cls)
         if objs:

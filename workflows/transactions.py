@@ -16,23 +16,15 @@ def run_in_transaction(session_factory: sessionmaker, action: Callable[[Session]
 
     When another action on the same call committed first (:class:`StaleInstance`,
     e.g. two departments signing at the same moment) the action is re-run from
-    scratch in a new transaction, up to ``attempts`` times: it re-reads
+    scratch after a rollback, up to ``attempts`` times: it re-reads
     everything, so a retry can still fail cleanly (e.g. "already completed").
     """
-    for attempt in range(1, attempts + 1):
-        with session_factory() as session:
-            try:
-                result = action(session)
-                session.commit()
-                return result
-            except StaleInstance:
-                session.rollback()
-                if attempt == attempts:
-                    raise
-            except BaseException:
-                session.rollback()
-                raise
-    raise AssertionError("unreachable")
+    with session_factory() as session:
+        try:
+            return retry_stale(session, lambda: action(session), attempts=attempts)
+        except BaseException:
+            session.rollback()
+            raise
 
 
 def retry_stale(session: Session, action: Callable[[], T], *, attempts: int = 3) -> T:
