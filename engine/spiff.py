@@ -13,13 +13,19 @@ Two SpiffWorkflow 3.2 behaviours are corrected on purpose:
 """
 from __future__ import annotations
 
+import ast
+import copy
 import gzip
 import json
 import logging
+import os
+import time as _time
 from dataclasses import dataclass
+from functools import lru_cache
 from uuid import UUID, SafeUUID
 
 import orjson
+from SpiffWorkflow import task as _spiff_task_module
 from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
 from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnValidator
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
@@ -34,6 +40,7 @@ from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.spiff.specs.event_definitions import EscalationEventDefinition
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
+from SpiffWorkflow.workflow import Workflow
 
 __all__ = ["BpmnWorkflow", "ready_human_tasks", "ParsedProcess", "new_parser", "scoped_events", "SCRIPT_ENGINE",
            "dump_state", "load_state", "dump_specs", "load_specs", "deliver_to_boundary"]
@@ -53,6 +60,49 @@ def _collect_log_extras_if_logging(self, dct=None):
 
 
 Task.collect_log_extras = _collect_log_extras_if_logging
+
+_WORKFLOW_LOG = logging.getLogger("spiff.workflow")
+_collect_workflow_log_extras = Workflow.collect_log_extras
+
+
+def _collect_workflow_log_extras_if_logging(self, dct=None):
+    if _WORKFLOW_LOG.isEnabledFor(logging.INFO):
+        return _collect_workflow_log_extras(self, dct)
+    return dct or {}
+
+
+Workflow.collect_log_extras = _collect_workflow_log_extras_if_logging
+_set_state = Task._set_state
+
+
+def _set_state_quietly(self, value: int) -> None:
+    """``Task._set_state`` without formatting a log message nobody listens to (every state change)."""
+    if _TASK_LOG.isEnabledFor(logging.DEBUG):
+        return _set_state(self, value)
+    if value != self._state:
+        now = _time.time()
+        if _TASK_LOG.isEnabledFor(logging.INFO):
+            _TASK_LOG.info(f"State changed to {TaskState.get_name(value)}",
+                           extra=self.collect_log_extras({"elapsed": now - self.last_state_change}))
+        self.last_state_change = now
+        self._state = value
+
+
+Task._set_state = _set_state_quietly
+
+
+def _uuid4(_urandom=os.urandom, _from_bytes=int.from_bytes, _new=object.__new__, _set=object.__setattr__) -> UUID:
+    """``uuid.uuid4()`` (the same random bits, version and variant) without ``UUID.__init__``'s argument
+    handling: SpiffWorkflow makes a task id for every task it adds or predicts."""
+    value = _from_bytes(_urandom(16), "big")
+    value = (value & ~(0xC000 << 48) | (0x8000 << 48)) & ~(0xF000 << 64) | (4 << 76)
+    uid = _new(UUID)
+    _set(uid, "int", value)
+    _set(uid, "is_safe", SafeUUID.unknown)
+    return uid
+
+
+_spiff_task_module.uuid4 = _uuid4
 
 
 class ScopedEscalationEventDefinition(EscalationEventDefinition):
@@ -210,7 +260,54 @@ _SPEC_SERIALIZER, _STATE_SERIALIZER = _registry()
 
 # Diagrams get plain task-data evaluation and a few harmless builtins; deploying
 # BPMN is an admin-only act (scripts run with Python's eval/exec).
-SCRIPT_ENGINE = PythonScriptEngine(environment=TaskDataEnvironment({
+@lru_cache(maxsize=4096)
+def _compiled(source: str, mode: str):
+    return compile(source, "<string>", mode)
+
+
+class CompiledTaskDataEnvironment(TaskDataEnvironment):
+    """SpiffWorkflow's task-data environment, compiling each expression and script once, not per use
+    (``eval``/``exec`` of a string compile it every time: gateways, DMN rules and scripts run per step)."""
+
+    def evaluate(self, expression, context, external_context=None):
+        my_globals = copy.copy(self.globals)  # as SpiffWorkflow: else later evaluations see this one's names
+        self._prepare_context(context)
+        my_globals.update(external_context or {})
+        my_globals.update(context)
+        return eval(_compiled(expression, "eval"), my_globals)
+
+    def execute(self, script, context, external_context=None):
+        self.check_for_overwrite(context, external_context or {})
+        my_globals = copy.copy(self.globals)
+        self._prepare_context(context)
+        my_globals.update(external_context or {})
+        context.update(my_globals)
+        try:
+            exec(_compiled(script, "exec"), context)
+        finally:
+            self._remove_globals_and_functions_from_context(context, external_context)
+        return True
+
+
+@lru_cache(maxsize=4096)
+def _syntax_error(expression: str) -> SyntaxError | None:
+    try:
+        ast.parse(expression)
+    except SyntaxError as exc:
+        return exc
+    return None
+
+
+class CachingScriptEngine(PythonScriptEngine):
+    """Remembers which expressions parse (the DMN engine checks every rule's text on every decision)."""
+
+    def validate(self, expression):
+        error = _syntax_error(expression)
+        if error is not None:
+            raise SyntaxError(*error.args)
+
+
+SCRIPT_ENGINE = CachingScriptEngine(environment=CompiledTaskDataEnvironment({
     "dict": dict, "list": list, "len": len, "min": min, "max": max, "sorted": sorted, "any": any, "all": all,
 }))
 
