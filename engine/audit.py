@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Table, event, insert, select
+from sqlalchemy import Table, event, select
 from sqlalchemy.orm import Session
 
 from .models import AuditEvent
+from .writes import Batch, insert_plain_rows
 
 _DEFERRED = "huying.deferred_rows"  # session.info key: {table: [row, ...]} not written yet
-_INSERTS: dict[Table, object] = {}
 
 
 def defer_insert(session: Session, table: Table, row: dict) -> None:
@@ -27,12 +27,10 @@ def write_deferred(session: Session) -> None:
     pending = session.info.pop(_DEFERRED, None)
     if not pending:
         return
-    connection = session.connection()
+    batch = Batch.of(session)  # every table's rows in one round trip on PostgreSQL
     for table, rows in pending.items():
-        statement = _INSERTS.get(table)
-        if statement is None:
-            statement = _INSERTS[table] = insert(table)
-        connection.execute(statement, rows)
+        insert_plain_rows(batch, table, rows)
+    batch.run()
 
 
 @event.listens_for(Session, "before_commit")
