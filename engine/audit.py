@@ -22,15 +22,21 @@ def defer_insert(session: Session, table: Table, row: dict) -> None:
     session.info.setdefault(_DEFERRED, {}).setdefault(table, []).append(row)
 
 
-def write_deferred(session: Session) -> None:
-    """Write the rows :func:`defer_insert` collected (readers of those tables call this first)."""
+def write_deferred(session: Session, batch: Batch | None = None) -> None:
+    """Write the rows :func:`defer_insert` collected (readers of those tables call this first).
+
+    With ``batch``, the rows join that batch's statements (a step sends them with its own rows) and
+    go out when it runs; the caller runs it.
+    """
     pending = session.info.pop(_DEFERRED, None)
     if not pending:
         return
-    batch = Batch.of(session)  # every table's rows in one round trip on PostgreSQL
+    own = batch is None
+    batch = batch or Batch.of(session)  # every table's rows in one round trip on PostgreSQL
     for table, rows in pending.items():
         insert_plain_rows(batch, table, rows)
-    batch.run()
+    if own:
+        batch.run()
 
 
 @event.listens_for(Session, "before_commit")

@@ -23,7 +23,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from .audit import record_audit
+from .audit import record_audit, write_deferred
 from .clock import Clock
 from .definitions import SPEC_CACHE, SpecCache, get_definition
 from .errors import Conflict, NotFound, ProcessError, StaleInstance, msg
@@ -327,8 +327,10 @@ class ProcessRuntime:
         """
         keys = [inst.business_key for inst, _wf in self.session.info.get(_PENDING, {}).values()]
         try:
-            # the step's own rows, as plain statements; the instance row first (one lock order for all)
-            write_rows(self.session, (WorkItem, SlaClock), first=(ProcessInstance,))
+            # the step's own rows, as plain statements; the instance row first (one lock order for all);
+            # the audit and SLA event rows collected so far go with them
+            write_rows(self.session, (WorkItem, SlaClock), first=(ProcessInstance,),
+                       then=lambda batch: write_deferred(self.session, batch))
             self.session.flush()  # anything else
         except StaleDataError:
             raise StaleInstance(msg("%(numbers)s was changed by someone else at the same time; "

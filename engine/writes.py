@@ -212,14 +212,16 @@ def insert_now(session: Session, objs: list) -> None:
     batch.run()
 
 
-def write_rows(session: Session, order: Iterable[type], first: tuple[type, ...] = ()) -> None:
+def write_rows(session: Session, order: Iterable[type], first: tuple[type, ...] = (),
+               then: Callable[[Batch], None] | None = None) -> None:
     """Write the pending new and changed objects of the registered classes: the changes of the ``first``
     classes, then the inserts class by class in ``order``, then the other changes.
 
     ``first`` fixes the order in which rows are locked: when every writer updates the (version
     checked) instance row before anything else, two transactions on one call queue on that row
     and the later one sees a stale version instead of deadlocking on the others.  The statements go
-    out together, except that rows pointing at a row inserted here wait for its id.
+    out together, except that rows pointing at a row inserted here wait for its id.  ``then(batch)``
+    may add statements of its own to the last batch.
     """
     new_by_class: dict[type, list] = {}
     for obj in session.new:
@@ -242,6 +244,8 @@ def write_rows(session: Session, order: Iterable[type], first: tuple[type, ...] 
         batch.run()
     for obj in later:
         _update(session, batch, _PLANS[type(obj)], obj)
+    if then is not None:
+        then(batch)
     batch.run()
 
 
