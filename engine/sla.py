@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
-from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, event, func, select, update
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.exc import StaleDataError
 
 from .audit import defer_insert, record_audit
@@ -247,6 +248,107 @@ _CLOCKS_OF_INSTANCE = (select(SlaClock).where(SlaClock.instance_id == bindparam(
                       .order_by(SlaClock.round))  # built once: every step runs it
 
 
+# ---- an instance's clocks, kept from one step to the next ---------------------------------------------
+class ClockCache:
+    """The committed clocks of recently stepped instances (their column values), to skip reading them.
+
+    An entry is used only if it matches the fingerprint of the instance's clocks that the action's
+    own query read (:func:`clock_fingerprint`: how many, the highest id, the sum of their lock
+    versions).  Clocks are never deleted and every change bumps a lock version, so any clock added
+    or changed since, in this process or another (the scheduler), changes the fingerprint, and the
+    clocks are read again.  An entry is taken out when used, as :class:`engine.runtime.WorkflowCache`.
+    """
+
+    def __init__(self, size: int = 4096):
+        self.size = size
+        self._items: dict[int, tuple[tuple, list[dict]]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, instance_id: int) -> tuple[tuple, list[dict]] | None:
+        with self._lock:
+            return self._items.pop(instance_id, None)
+
+    def put(self, instance_id: int, fingerprint: tuple, rows: list[dict]) -> None:
+        with self._lock:
+            self._items.pop(instance_id, None)
+            self._items[instance_id] = (fingerprint, rows)
+            while len(self._items) > self.size:
+                del self._items[next(iter(self._items))]  # the oldest
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+CLOCK_CACHE = ClockCache()
+_FINGERPRINTS = "huying.clock_fingerprints"  # session.info: instance id -> fingerprint read by the action
+_KEPT = "huying.kept_clocks"  # session.info: instance id -> every clock of the instance, as synced here
+_CLOCK_COLUMNS = tuple(prop.key for prop in SlaClock.__mapper__.column_attrs)
+
+
+def clock_fingerprint(instance_id_column) -> list:
+    """Columns to add to a query that reads an instance: the fingerprint of its clocks (see :class:`ClockCache`)."""
+    c = SlaClock.__table__.alias("fingerprinted_clock")
+    where = c.c.instance_id == instance_id_column
+    return [select(func.count()).where(where).scalar_subquery(),
+            select(func.max(c.c.id)).where(where).scalar_subquery(),
+            select(func.sum(c.c.lock_version)).where(where).scalar_subquery()]
+
+
+def note_clock_fingerprint(session: Session, instance_id: int, fingerprint: tuple) -> None:
+    session.info.setdefault(_FINGERPRINTS, {})[instance_id] = tuple(int(v or 0) for v in fingerprint)
+
+
+def _fingerprint_of(rows: list[dict]) -> tuple:
+    return (len(rows), max((r["id"] for r in rows), default=0), sum(r["lock_version"] for r in rows))
+
+
+def _clocks_of(session: Session, instance_id: int) -> list[SlaClock]:
+    """Every clock of the instance, from :data:`CLOCK_CACHE` when it is current, else read."""
+    fingerprint = session.info.get(_FINGERPRINTS, {}).pop(instance_id, None)
+    if fingerprint is not None:
+        if fingerprint[0] == 0:
+            return []
+        entry = CLOCK_CACHE.take(instance_id)
+        if entry is not None and entry[0] == fingerprint:
+            return [_attach(session, row) for row in entry[1]]
+    return list(session.scalars(_CLOCKS_OF_INSTANCE, {"instance": instance_id}))
+
+
+def _attach(session: Session, row: dict) -> SlaClock:
+    """The clock of a cached row as a persistent, clean object of this session (no query)."""
+    mapper = SlaClock.__mapper__
+    existing = session.identity_map.get(mapper.identity_key_from_primary_key((row["id"],)))
+    if existing is not None:  # this transaction already read it: its object is the current one
+        return existing
+    clock = mapper.class_manager.new_instance()
+    instance_state(clock).dict.update(row)
+    make_transient_to_detached(clock)
+    session.add(clock)
+    return clock
+
+
+@event.listens_for(Session, "after_commit")
+def _keep_committed_clocks(session):
+    for instance_id, clocks in session.info.pop(_KEPT, {}).items():
+        rows = []
+        for c in clocks:
+            values = instance_state(c).dict
+            if any(key not in values for key in _CLOCK_COLUMNS) or values["id"] is None:
+                break  # expired or never written: not known as committed
+            rows.append({key: values[key] for key in _CLOCK_COLUMNS})
+        else:
+            if rows:
+                rows.sort(key=lambda r: r["round"])
+                CLOCK_CACHE.put(instance_id, _fingerprint_of(rows), rows)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_clocks(session):
+    session.info.pop(_KEPT, None)
+    session.info.pop(_FINGERPRINTS, None)
+
+
 class SlaKeeper:
     """Keeps the clocks of an instance in step with its work items, inside the caller's transaction."""
 
@@ -285,7 +387,8 @@ class SlaKeeper:
             return
         calendar = self.calendars.get(session)
         # every clock of the instance in one query (a call has a few dozen at most)
-        clocks = [] if new_instance else list(session.scalars(_CLOCKS_OF_INSTANCE, {"instance": instance_id}))
+        clocks = [] if new_instance else _clocks_of(session, instance_id)
+        session.info.setdefault(_KEPT, {})[instance_id] = clocks  # (published to CLOCK_CACHE once committed)
         by_item = {c.work_item_id: c for c in clocks if c.state == "running"}
         for wi in closed:
             c = by_item.get(wi.id)
@@ -333,6 +436,7 @@ class SlaKeeper:
                          shift_seconds=0.0, paused_seconds=0.0, extension_days=0, attempts=0)
             _plan(c, calendar)
             session.add(c)
+            clocks.append(c)
             latest[(stage, unit)] = c
             wi.due_at = c.due_at
             if c.assumed_calendar:

@@ -19,7 +19,7 @@ from engine.clock import MemoClock
 from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed, msg
 from engine.models import AuditEvent, SlaClock, WorkItem
 from engine.runtime import StepResult
-from engine.sla import remaining_time
+from engine.sla import clock_fingerprint, note_clock_fingerprint, remaining_time
 
 from .actions import available_actions, resolve_action
 from .context import ServiceContext
@@ -195,7 +195,7 @@ def call_of_instance(session: Session, instance_id: int) -> Call:
 
 # built once (see workflows.org): every action and every fired SLA event runs it
 _FOR_ACTION = (
-    select(WorkItem, Call).join(Call, Call.instance_id == WorkItem.instance_id)
+    select(WorkItem, Call, *clock_fingerprint(WorkItem.instance_id)).join(Call, Call.instance_id == WorkItem.instance_id)
     .options(joinedload(WorkItem.instance))
     .where(WorkItem.instance_id == select(WorkItem.instance_id).where(WorkItem.id == bindparam("item"))
            .scalar_subquery(), (WorkItem.state == "open") | (WorkItem.id == bindparam("item")))
@@ -256,12 +256,14 @@ def load_for_action(session: Session, item_id: int) -> tuple[WorkItem, Call, lis
                 del preloaded[other]  # this step will change that instance's items
             return item, call, open_items
     rows = session.execute(_FOR_ACTION, {"item": item_id}).unique().all()
-    item = next((wi for wi, _call in rows if wi.id == item_id), None)
+    item = next((row[0] for row in rows if row[0].id == item_id), None)
     if item is None:
         if session.get(WorkItem, item_id) is None:
             raise NotFound(msg("no work item %(id)s", id=item_id))
         raise NotFound(msg("no call for the process of work item %(id)s", id=item_id))
-    return item, rows[0][1], [wi for wi, _call in rows if wi.state == "open"]
+    # (the SLA keeper then takes the instance's clocks from its cache if they are unchanged)
+    note_clock_fingerprint(session, item.instance_id, tuple(rows[0][2:]))
+    return item, rows[0][1], [row[0] for row in rows if row[0].state == "open"]
 
 
 def get_work_item(session: Session, item_id: int) -> WorkItem:
