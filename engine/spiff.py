@@ -351,8 +351,12 @@ def load_specs(process_id: str, text: str) -> ParsedProcess:
 # on the task, since it never changes again).  Any value plain JSON cannot carry
 # (a timer's datetime, a pending BPMN event, a Decimal) falls back to
 # SpiffWorkflow's own format, which :func:`load_state` still reads, as it reads
-# the first version of ours (``huying-state-1``: data blobs as JSON text).
-FAST_FORMAT = "huying-state-2"
+# the earlier versions of ours (``huying-state-1``: data blobs as JSON text;
+# ``huying-state-2``: parents and children by task id).  Since version 3 a task
+# names its parent and children by their place in the workflow's row list: the
+# ids (36 characters each, three times per task) were half the snapshot.
+FAST_FORMAT = "huying-state-3"
+_FORMAT_2 = "huying-state-2"
 _FORMAT_1 = "huying-state-1"
 _FINISHED = TaskState.COMPLETED | TaskState.CANCELLED
 # datetimes, dataclasses and subclasses of str/int/dict are not plain JSON here: refuse them (TypeError)
@@ -379,8 +383,7 @@ def _encode(value) -> bytes:
 def _rows(workflow, blobs: dict[bytes, int]) -> dict:
     rows = []
     tasks = workflow.tasks
-    # str(UUID) is not free and a task's id never changes: keep the text on the task
-    names = {tid: t.__dict__.get("_hy_id") or _name(t) for tid, t in tasks.items()}
+    place = {tid: i for i, tid in enumerate(tasks)}  # parents and children by row (a foreign one by its id)
     for task in tasks.values():
         # a finished task's data never changes again: keep its JSON on the task (workflows are cached)
         text = task.__dict__.get("_hy_text")
@@ -390,9 +393,13 @@ def _rows(workflow, blobs: dict[bytes, int]) -> dict:
                 task._hy_text = text
         index = blobs.setdefault(text, len(blobs))
         parent = task._parent
-        rows.append([names[task.id], (names.get(parent) or str(parent)) if parent else None,
-                     [names.get(c) or str(c) for c in task._children], task._state, task.task_spec.name,
-                     task.triggered, task.last_state_change, task.internal_data, index])
+        if parent is not None:
+            at = place.get(parent)
+            parent = at if at is not None else str(parent)
+        # (str(UUID) is not free and a task's id never changes: the text is kept on the task)
+        rows.append([task.__dict__.get("_hy_id") or _name(task), parent,
+                     [place[c] if c in place else str(c) for c in task._children], task._state,
+                     task.task_spec.name, task.triggered, task.last_state_change, task.internal_data, index])
     return {"data": workflow.data, "correlations": workflow.correlations,
             "last_task": str(workflow.last_task.id) if workflow.last_task is not None else None,
             "success": workflow.success, "completed": workflow.completed, "root": str(workflow.task_tree.id),
@@ -437,13 +444,15 @@ def _restore_rows(workflow, dct: dict, shared: list, own, ids: dict) -> None:
             value = ids[text] = _uuid(text)
         return value
 
-    for tid, parent, children, state, spec_name, triggered, changed, internal, blob in dct["tasks"]:
+    rows = dct["tasks"]
+    placed = [uid(row[0]) for row in rows]  # parents and children are rows of this list (or foreign ids)
+    for tid, parent, children, state, spec_name, triggered, changed, internal, blob in rows:
         task = Task.__new__(Task)
         task.id = uid(tid)
         task._hy_id = tid
         task.workflow = workflow
-        task._parent = uid(parent) if parent else None
-        task._children = [uid(c) for c in children]
+        task._parent = None if parent is None else placed[parent] if type(parent) is int else uid(parent)
+        task._children = [placed[c] if type(c) is int else uid(c) for c in children]
         task._state = state
         task.triggered = triggered
         task.task_spec = workflow.spec.task_specs[spec_name]
@@ -503,7 +512,7 @@ def dump_state(workflow: BpmnWorkflow) -> bytes:
 def load_state(blob: bytes, parsed: ParsedProcess) -> BpmnWorkflow:
     """Restore a snapshot (ours or SpiffWorkflow's format) onto the cached spec."""
     dct = orjson.loads(gzip.decompress(blob))
-    if dct.get("format") in (FAST_FORMAT, _FORMAT_1):
+    if dct.get("format") in (FAST_FORMAT, _FORMAT_2, _FORMAT_1):
         return _load_fast(dct, parsed)
     _STATE_SERIALIZER.migrate(dct)
     workflow = _STATE_SERIALIZER.from_dict(dct, spec=parsed.spec, subprocess_specs=parsed.subprocess_specs)

@@ -87,22 +87,31 @@ def _states(wf) -> list:
                   for w in (wf, *wf.subprocesses.values()) for t in w.tasks.values())
 
 
-def test_snapshots_of_the_first_format_still_restore(parsed):
-    """Instances saved before the codec changed (data blobs as JSON text) go on running."""
+def test_snapshots_of_the_earlier_formats_still_restore(parsed):
+    """Instances saved before the codec changed (data blobs as JSON text; tasks linked by id) go on running."""
     import gzip
     import json
 
     r = Run(parsed)
     r.complete("street_triage", decision="dispatch", slots=[{"department": "power", "role": "lead"}])
     doc = json.loads(gzip.decompress(r.blob))
-    assert doc["format"] == "huying-state-2"
-    old = {**doc, "format": "huying-state-1",
-           "blobs": [json.dumps(b, separators=(",", ":")) for b in doc["blobs"]]}
-    r_old = Run(parsed)
-    r_old.blob = gzip.compress(json.dumps(old).encode())
-    assert _states(r_old.wf) == _states(r.wf)
-    r_old.complete("sign", "power")
-    assert r_old.ready() == [("resolve", "power")]
+    assert doc["format"] == "huying-state-3"
+
+    def by_id(rows):  # the earlier formats name parents and children by task id, not by row
+        ids = [row[0] for row in rows]
+        ref = lambda x: ids[x] if isinstance(x, int) else x  # noqa: E731
+        return [[row[0], None if row[1] is None else ref(row[1]), [ref(c) for c in row[2]], *row[3:]]
+                for row in rows]
+
+    v2 = {**doc, "format": "huying-state-2", "workflow": {**doc["workflow"], "tasks": by_id(doc["workflow"]["tasks"])},
+          "subprocesses": [[pid, name, {**sub, "tasks": by_id(sub["tasks"])}] for pid, name, sub in doc["subprocesses"]]}
+    v1 = {**v2, "format": "huying-state-1", "blobs": [json.dumps(b, separators=(",", ":")) for b in doc["blobs"]]}
+    for old in (v2, v1):
+        r_old = Run(parsed)
+        r_old.blob = gzip.compress(json.dumps(old).encode())
+        assert _states(r_old.wf) == _states(r.wf)
+        r_old.complete("sign", "power")
+        assert r_old.ready() == [("resolve", "power")]
 
 
 def test_values_plain_json_cannot_carry_keep_their_type(parsed):
