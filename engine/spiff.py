@@ -425,11 +425,11 @@ def _dump_fast(workflow) -> bytes:
     return gzip.compress(_encode(doc), compresslevel=_GZIP_LEVEL)
 
 
-def _uuid(text: str, _new=object.__new__, _set=object.__setattr__) -> UUID:
+def _uuid(text: str, _new=object.__new__, _set=object.__setattr__, _unknown=SafeUUID.unknown) -> UUID:
     """``UUID(text)`` for the canonical form we wrote, without its parsing (~1/3 of a restore)."""
     value = _new(UUID)
     _set(value, "int", int(text.replace("-", ""), 16))
-    _set(value, "is_safe", SafeUUID.unknown)
+    _set(value, "is_safe", _unknown)
     return value
 
 
@@ -437,8 +437,10 @@ def _restore_rows(workflow, dct: dict, shared: list, own, ids: dict) -> None:
     top = workflow.top_workflow
     tasks = {}
     pool = Task.thread_id_pool
+    specs = workflow.spec.task_specs
+    new_task = Task.__new__
 
-    def uid(text):  # each id is written up to three times (task, parent, child): parse it once
+    def uid(text):  # a foreign id, or one written again (the root, the last task): parse it once
         value = ids.get(text)
         if value is None:
             value = ids[text] = _uuid(text)
@@ -446,22 +448,18 @@ def _restore_rows(workflow, dct: dict, shared: list, own, ids: dict) -> None:
 
     rows = dct["tasks"]
     placed = [uid(row[0]) for row in rows]  # parents and children are rows of this list (or foreign ids)
-    for tid, parent, children, state, spec_name, triggered, changed, internal, blob in rows:
-        task = Task.__new__(Task)
-        task.id = uid(tid)
-        task._hy_id = tid
-        task.workflow = workflow
-        task._parent = None if parent is None else placed[parent] if type(parent) is int else uid(parent)
-        task._children = [placed[c] if type(c) is int else uid(c) for c in children]
-        task._state = state
-        task.triggered = triggered
-        task.task_spec = workflow.spec.task_specs[spec_name]
-        task.thread_id = pool
-        task.internal_data = internal
-        # finished tasks never change again and may share one parsed copy; the others get their own
-        task.data = shared[blob] if state & _FINISHED else own(blob)
-        task.last_state_change = changed
-        tasks[task.id] = task
+    for task_id, (tid, parent, children, state, spec_name, triggered, changed, internal, blob) in zip(
+            placed, rows, strict=True):
+        task = new_task(Task)
+        # (the attributes SpiffWorkflow's constructor sets, in one update: a restore makes ~100 tasks)
+        task.__dict__.update(
+            id=task_id, _hy_id=tid, workflow=workflow, triggered=triggered, task_spec=specs[spec_name],
+            _parent=None if parent is None else placed[parent] if type(parent) is int else uid(parent),
+            _children=[placed[c] if type(c) is int else uid(c) for c in children], _state=state,
+            thread_id=pool, internal_data=internal, last_state_change=changed,
+            # finished tasks never change again and may share one parsed copy; the others get their own
+            data=shared[blob] if state & _FINISHED else own(blob))
+        tasks[task_id] = task
         if state == TaskState.WAITING and isinstance(task.task_spec, CatchingEvent):
             top.event_manager.add_task(task)
     workflow.tasks = tasks
