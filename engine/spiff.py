@@ -383,7 +383,23 @@ def _encode(value) -> bytes:
 def _rows(workflow, blobs: dict[bytes, int]) -> dict:
     rows = []
     tasks = workflow.tasks
-    place = {tid: i for i, tid in enumerate(tasks)}  # parents and children by row (a foreign one by its id)
+    # parents and children by row (a foreign one by its id).  Looked up by object identity first: a
+    # task's parent and children are normally the very id objects keying the task dict, and hashing
+    # a UUID is a Python-level call (some 900 per snapshot here).  Identity is safe because those
+    # objects are alive, so no other object has their id(); an equal id that is another object
+    # falls back to the lookup by value.
+    by_identity = {id(tid): i for i, tid in enumerate(tasks)}
+    place = None
+
+    def placed(uid):
+        nonlocal place
+        at = by_identity.get(id(uid))
+        if at is None:
+            if place is None:
+                place = {tid: i for i, tid in enumerate(tasks)}
+            at = place.get(uid)
+        return at if at is not None else str(uid)
+
     for task in tasks.values():
         # a finished task's data never changes again: keep its JSON on the task (workflows are cached)
         text = task.__dict__.get("_hy_text")
@@ -394,11 +410,14 @@ def _rows(workflow, blobs: dict[bytes, int]) -> dict:
         index = blobs.setdefault(text, len(blobs))
         parent = task._parent
         if parent is not None:
-            at = place.get(parent)
-            parent = at if at is not None else str(parent)
+            parent = by_identity.get(id(parent))
+            if parent is None:
+                parent = placed(task._parent)
+        children = [by_identity.get(id(c)) for c in task._children]
+        if None in children:
+            children = [placed(c) for c in task._children]
         # (str(UUID) is not free and a task's id never changes: the text is kept on the task)
-        rows.append([task.__dict__.get("_hy_id") or _name(task), parent,
-                     [place[c] if c in place else str(c) for c in task._children], task._state,
+        rows.append([task.__dict__.get("_hy_id") or _name(task), parent, children, task._state,
                      task.task_spec.name, task.triggered, task.last_state_change, task.internal_data, index])
     return {"data": workflow.data, "correlations": workflow.correlations,
             "last_task": str(workflow.last_task.id) if workflow.last_task is not None else None,

@@ -114,6 +114,28 @@ def test_snapshots_of_the_earlier_formats_still_restore(parsed):
         assert r_old.ready() == [("resolve", "power")]
 
 
+def test_tasks_linked_by_equal_but_distinct_ids_are_written_by_row(parsed):
+    """The snapshot finds a parent or child by the id object itself first; an equal copy works too."""
+    import gzip
+    import json
+    from uuid import UUID
+
+    r = Run(parsed)
+    r.complete("street_triage", decision="dispatch", slots=[{"department": "power", "role": "lead"}])
+    wf = r.wf
+    for task in wf.tasks.values():  # every link a distinct (equal) UUID object
+        if task._parent is not None:
+            task._parent = UUID(str(task._parent))
+        task._children = [UUID(str(c)) for c in task._children]
+    blob = dump_state(wf)
+    doc = json.loads(gzip.decompress(blob))
+    assert all(isinstance(row[1], int) for row in doc["workflow"]["tasks"][1:])  # rows, not ids
+    assert _states(load_state(blob, parsed)) == _states(wf)
+    r.blob = blob
+    r.complete("sign", "power")
+    assert r.ready() == [("resolve", "power")]
+
+
 def test_values_plain_json_cannot_carry_keep_their_type(parsed):
     """A datetime in task data is not turned into a string: SpiffWorkflow's format takes it."""
     from datetime import UTC, datetime
