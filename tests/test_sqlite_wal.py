@@ -43,3 +43,65 @@ def test_an_in_memory_database_has_no_checkpointer():
     assert wal_checkpointer(eng) is None
     with eng.connect() as conn:
         assert conn.execute(text("SELECT 1")).scalar() == 1
+
+
+def _table(eng):
+    rows = Table("t", MetaData(), Column("id", Integer, primary_key=True), Column("body", String))
+    with eng.begin() as conn:
+        rows.create(conn, checkfirst=True)
+    return rows
+
+
+def test_two_writers_queue_at_the_gate_and_both_commit(tmp_path, monkeypatch):
+    """A second writer (another engine, as another process would be) waits for the first to commit."""
+    import threading
+
+    monkeypatch.setattr(engine.db, "WRITER_GATE_TIMEOUT", 5)
+    url = f"sqlite:///{tmp_path / 'huying.db'}"
+    first, second = make_engine(url), make_engine(url)
+    rows = _table(first)
+    writing, go, done = threading.Event(), threading.Event(), []
+
+    def slow_writer():
+        with first.begin() as conn:
+            conn.execute(insert(rows).values(body="first"))
+            writing.set()
+            go.wait(5)
+        done.append("first")
+
+    def second_writer():
+        with second.begin() as conn:
+            conn.execute(insert(rows).values(body="second"))
+        done.append("second")
+
+    t1 = threading.Thread(target=slow_writer)
+    t1.start()
+    assert writing.wait(5)
+    t2 = threading.Thread(target=second_writer)
+    t2.start()
+    t2.join(0.3)
+    assert t2.is_alive() and done == []  # waiting at the gate, no error
+    go.set()
+    t1.join(5)
+    t2.join(5)
+    assert done == ["first", "second"]
+    with second.connect() as conn:
+        assert conn.execute(select(rows.c.body).order_by(rows.c.id)).scalars().all() == ["first", "second"]
+    first.dispose()
+    second.dispose()
+
+
+def test_a_rollback_or_commit_opens_the_gate_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(engine.db, "WRITER_GATE_TIMEOUT", 1)  # a gate left closed would fail within a second
+    eng = make_engine(f"sqlite:///{tmp_path / 'huying.db'}")
+    rows = _table(eng)
+    with eng.connect() as conn:
+        conn.execute(insert(rows).values(body="undone"))
+        conn.rollback()
+    with eng.begin() as conn:
+        conn.execute(insert(rows).values(body="kept"))
+    with eng.begin() as conn:  # the same thread writes again at once
+        conn.execute(insert(rows).values(body="kept too"))
+    with eng.connect() as conn:
+        assert conn.execute(select(rows.c.body).order_by(rows.c.id)).scalars().all() == ["kept", "kept too"]
+    eng.dispose()
