@@ -10,6 +10,7 @@ from .models import AuditEvent
 from .writes import Batch, insert_plain_rows
 
 _DEFERRED = "huying.deferred_rows"  # session.info key: {table: [row, ...]} not written yet
+_UNTIL_COMMIT = "huying.deferred_until_commit"  # session.info key: set by defer_until_commit
 
 
 def defer_insert(session: Session, table: Table, row: dict) -> None:
@@ -28,6 +29,8 @@ def write_deferred(session: Session, batch: Batch | None = None) -> None:
     With ``batch``, the rows join that batch's statements (a step sends them with its own rows) and
     go out when it runs; the caller runs it.
     """
+    if batch is not None and session.info.get(_UNTIL_COMMIT):
+        return  # a transaction of many steps: all their rows at its commit
     pending = session.info.pop(_DEFERRED, None)
     if not pending:
         return
@@ -44,9 +47,21 @@ def _write_before_commit(session):
     write_deferred(session)
 
 
+def defer_until_commit(session: Session) -> None:
+    """This transaction runs many steps (the scheduler's batch): their audit and SLA event rows wait
+    for the commit, one multi-row INSERT per table, instead of going with each step's writes."""
+    session.info[_UNTIL_COMMIT] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _end_of_transaction(session):
+    session.info.pop(_UNTIL_COMMIT, None)
+
+
 @event.listens_for(Session, "after_rollback")
 def _forget_rolled_back_rows(session):
     session.info.pop(_DEFERRED, None)
+    session.info.pop(_UNTIL_COMMIT, None)
 
 
 def record_audit(session: Session, *, at: datetime, actor: str, action: str, subject: str | None = None,

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.exc import StaleDataError
 
-from .audit import defer_insert, record_audit
+from .audit import defer_insert, defer_until_commit, record_audit
 from .calendar import BusinessCalendar, CalendarError, Target, parse_office_hours
 from .clock import Clock
 from .errors import StaleInstance, ValidationFailed, msg
@@ -592,6 +592,7 @@ def _fire_batch(session_factory, now: datetime, deliver: Deliver, skipped: set[i
         clocks = _claim(session, now, skipped, size)
         if not clocks:
             return None
+        defer_until_commit(session)
         ids = [c.id for c in clocks]
         # deadline order across schedulers' batches: every clock not claimed here fires at or after
         # the last claimed one's next event, so only events up to that moment go now
