@@ -50,28 +50,22 @@ __all__ = ["BpmnWorkflow", "ready_human_tasks", "ParsedProcess", "new_parser", "
 # on every task state change, even when its logger is off: ~10 % of a step here.
 # Build them only when someone listens.
 _TASK_LOG = logging.getLogger("spiff.task")
-_collect_log_extras = Task.collect_log_extras
 
 
-def _collect_log_extras_if_logging(self, dct=None):
-    if _TASK_LOG.isEnabledFor(logging.INFO):
-        return _collect_log_extras(self, dct)
-    return dct or {}
+def _log_extras_only_when_logging(cls, logger: logging.Logger) -> None:
+    """Replace ``cls.collect_log_extras`` by one that builds the extras only if ``logger`` logs INFO."""
+    collect = cls.collect_log_extras
+
+    def collect_if_logging(self, dct=None):
+        if logger.isEnabledFor(logging.INFO):
+            return collect(self, dct)
+        return dct or {}
+
+    cls.collect_log_extras = collect_if_logging
 
 
-Task.collect_log_extras = _collect_log_extras_if_logging
-
-_WORKFLOW_LOG = logging.getLogger("spiff.workflow")
-_collect_workflow_log_extras = Workflow.collect_log_extras
-
-
-def _collect_workflow_log_extras_if_logging(self, dct=None):
-    if _WORKFLOW_LOG.isEnabledFor(logging.INFO):
-        return _collect_workflow_log_extras(self, dct)
-    return dct or {}
-
-
-Workflow.collect_log_extras = _collect_workflow_log_extras_if_logging
+_log_extras_only_when_logging(Task, _TASK_LOG)
+_log_extras_only_when_logging(Workflow, logging.getLogger("spiff.workflow"))
 _set_state = Task._set_state
 
 
