@@ -29,7 +29,7 @@ class ProcessDefinition(Base):
 
 
 class ProcessInstance(Base):
-    """A running (or finished) process; ``state`` is the gzip'd workflow state without the spec."""
+    """A running (or finished) process; ``state`` is the compressed (zstd) workflow state without the spec."""
 
     __tablename__ = "engine_process_instance"
     __table_args__ = (Index("ix_engine_process_instance_wakeup", "next_wakeup_at"),)

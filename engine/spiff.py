@@ -25,6 +25,7 @@ from functools import lru_cache
 from uuid import UUID, SafeUUID
 
 import orjson
+import zstandard
 from SpiffWorkflow import task as _spiff_task_module
 from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
 from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnValidator
@@ -357,8 +358,11 @@ _FINISHED = TaskState.COMPLETED | TaskState.CANCELLED
 # instead of letting orjson turn them into strings that would come back as another type
 _JSON_OPTS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 _EMPTY = b"{}"
-# gzip level 3: ~2.5x faster than 5 for ~9 % more bytes on a call's snapshot
-_GZIP_LEVEL = 3
+# Snapshots are zstd-compressed at level 1: on a call's 25 KB snapshot that is 49 us and 4.7 KB where
+# gzip level 3 took 156 us for 5.1 KB, and it decompresses 4x faster.  Snapshots written with gzip
+# (before) are still read: the two formats' magic numbers tell them apart.
+_ZSTD_LEVEL = 1
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def ready_human_tasks(workflow) -> list:
@@ -435,7 +439,18 @@ def _dump_fast(workflow) -> bytes:
             subs.append([str(pid), sub.spec.name, _rows(sub, blobs)])
     doc = {"format": FAST_FORMAT, "workflow": top, "subprocesses": subs,
            "blobs": [orjson.Fragment(b) for b in blobs]}
-    return gzip.compress(_encode(doc), compresslevel=_GZIP_LEVEL)
+    return _compress(_encode(doc))
+
+
+def _compress(raw: bytes) -> bytes:
+    # (a compressor object is not thread-safe, and costs ~3 us to make)
+    return zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(raw)
+
+
+def _decompress(blob: bytes) -> bytes:
+    if blob[:2] == _GZIP_MAGIC:
+        return gzip.decompress(blob)
+    return zstandard.ZstdDecompressor().decompress(blob)
 
 
 def _uuid(text: str, _new=object.__new__, _set=object.__setattr__, _unknown=SafeUUID.unknown) -> UUID:
@@ -513,16 +528,16 @@ def _load_fast(doc: dict, parsed: ParsedProcess) -> BpmnWorkflow:
 
 
 def dump_state(workflow: BpmnWorkflow) -> bytes:
-    """The workflow's state without its spec, gzip'd."""
+    """The workflow's state without its spec, compressed (zstd)."""
     try:
         return _dump_fast(workflow)
     except (TypeError, ValueError, orjson.JSONEncodeError):
-        return _STATE_SERIALIZER.serialize_json(workflow, use_gzip=True)
+        return _compress(_STATE_SERIALIZER.serialize_json(workflow).encode())
 
 
 def load_state(blob: bytes, parsed: ParsedProcess) -> BpmnWorkflow:
-    """Restore a snapshot (ours or SpiffWorkflow's format) onto the cached spec."""
-    dct = orjson.loads(gzip.decompress(blob))
+    """Restore a snapshot (ours or SpiffWorkflow's format; zstd or gzip) onto the cached spec."""
+    dct = orjson.loads(_decompress(blob))
     if dct.get("format") in (FAST_FORMAT, _FORMAT_2, _FORMAT_1):
         return _load_fast(dct, parsed)
     _STATE_SERIALIZER.migrate(dct)

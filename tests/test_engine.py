@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import zstandard
 from SpiffWorkflow.util.task import TaskState
 
 from config.settings import PROJECT_ROOT
@@ -78,7 +79,7 @@ def test_scenario_1_in_memory_with_save_and_restore_between_every_step(parsed):
 def test_state_snapshots_hold_no_spec(parsed):
     r = Run(parsed)
     r.complete("street_triage", decision="dispatch", slots=[{"department": "power", "role": "lead"}])
-    assert len(r.blob) < 12_000, "gzip'd state only: the spec is stored once per version"
+    assert len(r.blob) < 12_000, "compressed state only: the spec is stored once per version"
     assert b"call_dispatch.bpmn" not in r.blob
 
 
@@ -88,13 +89,14 @@ def _states(wf) -> list:
 
 
 def test_snapshots_of_the_earlier_formats_still_restore(parsed):
-    """Instances saved before the codec changed (data blobs as JSON text; tasks linked by id) go on running."""
+    """Instances saved before the codec changed (data blobs as JSON text; tasks linked by id; gzip'd) go on
+    running."""
     import gzip
     import json
 
     r = Run(parsed)
     r.complete("street_triage", decision="dispatch", slots=[{"department": "power", "role": "lead"}])
-    doc = json.loads(gzip.decompress(r.blob))
+    doc = json.loads(zstandard.decompress(r.blob))
     assert doc["format"] == "huying-state-3"
 
     def by_id(rows):  # the earlier formats name parents and children by task id, not by row
@@ -108,7 +110,7 @@ def test_snapshots_of_the_earlier_formats_still_restore(parsed):
     v1 = {**v2, "format": "huying-state-1", "blobs": [json.dumps(b, separators=(",", ":")) for b in doc["blobs"]]}
     for old in (v2, v1):
         r_old = Run(parsed)
-        r_old.blob = gzip.compress(json.dumps(old).encode())
+        r_old.blob = gzip.compress(json.dumps(old).encode())  # (gzip, as they were written then)
         assert _states(r_old.wf) == _states(r.wf)
         r_old.complete("sign", "power")
         assert r_old.ready() == [("resolve", "power")]
@@ -116,7 +118,6 @@ def test_snapshots_of_the_earlier_formats_still_restore(parsed):
 
 def test_tasks_linked_by_equal_but_distinct_ids_are_written_by_row(parsed):
     """The snapshot finds a parent or child by the id object itself first; an equal copy works too."""
-    import gzip
     import json
     from uuid import UUID
 
@@ -128,7 +129,7 @@ def test_tasks_linked_by_equal_but_distinct_ids_are_written_by_row(parsed):
             task._parent = UUID(str(task._parent))
         task._children = [UUID(str(c)) for c in task._children]
     blob = dump_state(wf)
-    doc = json.loads(gzip.decompress(blob))
+    doc = json.loads(zstandard.decompress(blob))
     assert all(isinstance(row[1], int) for row in doc["workflow"]["tasks"][1:])  # rows, not ids
     assert _states(load_state(blob, parsed)) == _states(wf)
     r.blob = blob
