@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from engine.audit import record_audit
@@ -21,6 +21,7 @@ from engine.errors import Conflict, NotFound, ValidationFailed, msg
 
 from .models import ApiKey, ApiToken, User
 from .org import authenticate, get_user
+from .principals import key_by_digest, token_by_digest
 
 TOKEN_KINDS = ("api", "session")
 
@@ -51,14 +52,11 @@ def sign_in(session: Session, username: str, password: str, *, now: datetime, tt
     return IssuedToken(secret, row)
 
 
-_TOKEN_BY_HASH = select(ApiToken).where(ApiToken.token_hash == bindparam("digest"))  # every API request
-
-
 def token_user(session: Session, secret: str, *, now: datetime) -> tuple[User, ApiToken] | None:
     """The active user behind a live token, else None (unknown, expired, revoked, or user disabled)."""
     if not secret or len(secret) > 200:
         return None
-    row = session.scalar(_TOKEN_BY_HASH, {"digest": _digest(secret)})
+    row = token_by_digest(session, _digest(secret))
     if row is None or row.revoked_at is not None or row.expires_at <= now or not row.user.active:
         return None
     return row.user, row
@@ -123,7 +121,7 @@ def create_api_key(session: Session, name: str, *, username: str | None, now: da
 def api_key_user(session: Session, secret: str) -> tuple[User, ApiKey] | None:
     if not secret or len(secret) > 200:
         return None
-    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == _digest(secret)))
+    row = key_by_digest(session, _digest(secret))
     if row is None or row.revoked_at is not None or not row.user.active:
         return None
     return row.user, row

@@ -2,9 +2,22 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+    insert,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from engine import writes
 from engine.db import Base, UTCDateTime
@@ -45,6 +58,59 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
     unit: Mapped[OrgUnit] = relationship(lazy="joined")
+
+
+class OrgRevision(Base):
+    """Bumped (in the same transaction) whenever a user or an org unit changes, so that every process
+    reads them afresh instead of its cached copy (see :mod:`workflows.principals`)."""
+
+    __tablename__ = "org_revision"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+
+
+ORG_CHANGED = "huying.org_changed"  # session.info: this transaction changed users or units (bumped the revision)
+
+
+@cache
+def _bump_statement(dialect_name: str):
+    """``INSERT ... ON CONFLICT DO UPDATE``: one statement whether the row exists yet or not."""
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as upsert
+    return upsert(OrgRevision).values(id=1, revision=1).on_conflict_do_update(
+        index_elements=[OrgRevision.id], set_={"revision": OrgRevision.revision + 1})
+
+
+def bump_org_revision(session: Session) -> None:
+    """Make every process read users and units afresh (from the commit of this transaction on)."""
+    name = session.get_bind().dialect.name
+    if name in ("sqlite", "postgresql"):
+        session.execute(_bump_statement(name))
+    else:  # another database: read, then write
+        row = session.get(OrgRevision, 1)
+        if row is None:
+            session.execute(insert(OrgRevision).values(id=1, revision=1))
+        else:
+            row.revision += 1
+    session.info[ORG_CHANGED] = True
+
+
+@event.listens_for(Session, "before_flush")
+def _bump_on_change(session, _flush_context, _instances):
+    """A flush that writes a user or an org unit bumps the org revision, in the same transaction."""
+    for group in (session.new, session.dirty, session.deleted):
+        if any(isinstance(obj, (User, OrgUnit)) for obj in group):
+            bump_org_revision(session)
+            return
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _end_of_transaction(session):
+    session.info.pop(ORG_CHANGED, None)
 
 
 class Category(Base):

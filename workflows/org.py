@@ -1,7 +1,7 @@
 """The org tree and users: lookups and the visibility rules of domain.md §1."""
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.errors import Forbidden, NotFound, ValidationFailed, msg
@@ -22,12 +22,12 @@ FILING_ROLES = {"grid_worker", "community_staff", "street_dispatcher", "hotline"
 READ_ALL_ROLES = {"district_dispatcher", "supervisor", "admin"}
 
 
-# Statements run on every request are built once: building one costs more than running it on SQLite.
-_USER_BY_NAME = select(User).where(User.username == bindparam("username"))
-
-
 def get_user(session: Session, username: str) -> User:
-    user = session.scalar(_USER_BY_NAME, {"username": username})
+    """The active user ``username`` with their unit chain (kept in memory between requests: see
+    :mod:`workflows.principals`)."""
+    from .principals import user_by_name
+
+    user = user_by_name(session, username)
     if user is None or not user.active:
         raise NotFound(msg("no active user '%(username)s'", username=username))
     return user
