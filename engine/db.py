@@ -4,12 +4,14 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import select
 import sqlite3
 import threading
 import time
 import weakref
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from sqlalchemy import DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import Engine, make_url
@@ -277,10 +279,48 @@ def make_engine(url: str, **kwargs) -> Engine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
+    deferred = make_url(url).get_backend_name() == "postgresql" and "isolation_level" not in kwargs
+    if deferred:
+        kwargs["isolation_level"] = "AUTOCOMMIT"
     engine = create_engine(url, **kwargs)
+    if deferred:
+        event.listen(engine, "before_cursor_execute", _begin_before_writes)
     if not kwargs.get("pool_pre_ping"):
         event.listen(engine, "checkout", _discard_if_closed_by_server)
     return engine
+
+
+# ---- PostgreSQL: BEGIN only when a transaction needs one -----------------------------------------------
+# psycopg opens every transaction with a BEGIN of its own, one round trip before the first statement
+# (a tenth of a request's time here), even for a request that only reads.  Under READ COMMITTED,
+# PostgreSQL's default, each statement sees the data committed when it starts, inside a transaction or
+# not; a transaction adds only that its writes and locks stand or fall together.  So connections run in
+# autocommit mode, and the transaction is opened just before the first statement that needs one: anything
+# but a plain SELECT (writes, DDL, SAVEPOINT, SET LOCAL...) or a SELECT that locks rows (FOR UPDATE /
+# FOR SHARE).  A request that only reads never opens one (its COMMIT is then no round trip either), and
+# :class:`engine.writes.Batch` sends the BEGIN in the same pipeline as the step's writes.  From the BEGIN
+# to the COMMIT or ROLLBACK that SQLAlchemy sends as usual, everything runs in the one transaction.
+# A SELECT that changes data through a function it calls would run on its own: this code has none.
+_LOCKING = re.compile(r"\bFOR\s+(?:NO\s+KEY\s+)?(?:UPDATE|SHARE|KEY\s+SHARE)\b")
+_PQ_IDLE = 0  # libpq PQTRANS_IDLE: no transaction open
+
+
+@lru_cache(maxsize=4096)
+def needs_transaction(statement: str) -> bool:
+    """Whether ``statement`` must run inside a transaction (not a plain, non-locking SELECT)."""
+    head = statement.lstrip(" \t\r\n(").upper()
+    return not head.startswith("SELECT") or _LOCKING.search(head) is not None
+
+
+def pq_idle(dbapi_connection) -> bool:
+    """Whether no transaction is open on this psycopg connection."""
+    return dbapi_connection.pgconn.transaction_status == _PQ_IDLE
+
+
+def _begin_before_writes(_conn, cursor, statement, _parameters, _context, _executemany) -> None:
+    driver = cursor.connection
+    if pq_idle(driver) and needs_transaction(statement):
+        driver.execute(b"BEGIN")
 
 
 def _discard_if_closed_by_server(dbapi_connection, _record, _proxy) -> None:

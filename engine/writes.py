@@ -40,6 +40,8 @@ from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.orm.attributes import NO_VALUE, instance_state
 from sqlalchemy.orm.exc import StaleDataError
 
+from .db import pq_idle
+
 
 @dataclass
 class _Plan:
@@ -157,7 +159,9 @@ class Batch:
             return
         conn = self.connection
         driver = conn.connection.driver_connection
-        pipelined = len(pending) > 1 and hasattr(driver, "pipeline")  # psycopg 3
+        # psycopg 3: a pipeline, also for one statement when it opens the transaction (engine.db sends the
+        # BEGIN just before the first write: in the pipeline, it costs no round trip of its own)
+        pipelined = hasattr(driver, "pipeline") and (len(pending) > 1 or pq_idle(driver))
         listeners = conn.dispatch
         cursors = []
         statement, params = pending[0][0], pending[0][1]
