@@ -303,29 +303,56 @@ def _fingerprint_of(rows: list[dict]) -> tuple:
     return (len(rows), max((r["id"] for r in rows), default=0), sum(r["lock_version"] for r in rows))
 
 
-def _clocks_of(session: Session, instance_id: int) -> list[SlaClock]:
-    """Every clock of the instance, from :data:`CLOCK_CACHE` when it is current, else read."""
+def _clocks_of(session: Session, instance_id: int) -> list[SlaClock | dict]:
+    """Every clock of the instance, from :data:`CLOCK_CACHE` when it is current, else read.
+
+    A cached clock comes as its committed column values (a dict) unless this session already holds
+    its object; :func:`_attach` makes an object of it when a step changes it (most steps change one
+    or two of an instance's clocks and only read the others).
+    """
     fingerprint = session.info.get(_FINGERPRINTS, {}).pop(instance_id, None)
     if fingerprint is not None:
         if fingerprint[0] == 0:
             return []
         entry = CLOCK_CACHE.take(instance_id)
         if entry is not None and entry[0] == fingerprint:
-            return [_attach(session, row) for row in entry[1]]
+            return [_held(session, row) or row for row in entry[1]]
     return list(session.scalars(_CLOCKS_OF_INSTANCE, {"instance": instance_id}))
+
+
+def _held(session: Session, row: dict) -> SlaClock | None:
+    """The session's object of this clock, if it has one (then it is the current one here)."""
+    return session.identity_map.get(SlaClock.__mapper__.identity_key_from_primary_key((row["id"],)))
 
 
 def _attach(session: Session, row: dict) -> SlaClock:
     """The clock of a cached row as a persistent, clean object of this session (no query)."""
-    mapper = SlaClock.__mapper__
-    existing = session.identity_map.get(mapper.identity_key_from_primary_key((row["id"],)))
-    if existing is not None:  # this transaction already read it: its object is the current one
+    existing = _held(session, row)
+    if existing is not None:
         return existing
-    clock = mapper.class_manager.new_instance()
+    clock = SlaClock.__mapper__.class_manager.new_instance()
     instance_state(clock).dict.update(row)
     make_transient_to_detached(clock)
     session.add(clock)
     return clock
+
+
+class _Clocks:
+    """An instance's clocks for one sync: read as they are, made objects only to be changed."""
+
+    def __init__(self, session: Session, clocks: list[SlaClock | dict]):
+        self.session = session
+        self.items = clocks
+
+    @staticmethod
+    def get(c: SlaClock | dict, key: str):
+        return c[key] if type(c) is dict else getattr(c, key)
+
+    def obj(self, index: int) -> SlaClock:
+        c = self.items[index]
+        if type(c) is dict:
+            c = self.items[index] = _attach(self.session, c)
+        return c
 
 
 @event.listens_for(Session, "after_commit")
@@ -333,6 +360,12 @@ def _keep_committed_clocks(session):
     for instance_id, clocks in session.info.pop(_KEPT, {}).items():
         rows = []
         for c in clocks:
+            if type(c) is dict:  # unchanged here, unless other code of the transaction loaded and changed it
+                held = _held(session, c)
+                if held is None:
+                    rows.append(c)
+                    continue
+                c = held
             values = instance_state(c).dict
             if any(key not in values for key in _CLOCK_COLUMNS) or values["id"] is None:
                 break  # expired or never written: not known as committed
@@ -386,14 +419,16 @@ class SlaKeeper:
         if not closed and not opened:
             return
         calendar = self.calendars.get(session)
-        # every clock of the instance in one query (a call has a few dozen at most)
-        clocks = [] if new_instance else _clocks_of(session, instance_id)
-        session.info.setdefault(_KEPT, {})[instance_id] = clocks  # (published to CLOCK_CACHE once committed)
-        by_item = {c.work_item_id: c for c in clocks if c.state == "running"}
+        # every clock of the instance in one query (a call has a few dozen at most), or from the cache
+        clocks = _Clocks(session, [] if new_instance else _clocks_of(session, instance_id))
+        session.info.setdefault(_KEPT, {})[instance_id] = clocks.items  # (published to CLOCK_CACHE once committed)
+        get = clocks.get
+        by_item = {get(c, "work_item_id"): i for i, c in enumerate(clocks.items) if get(c, "state") == "running"}
         for wi in closed:
-            c = by_item.get(wi.id)
-            if c is None:
+            i = by_item.get(wi.id)
+            if i is None:
                 continue
+            c = clocks.obj(i)
             pause_on = [a.strip() for a in wi.properties.get("sla_pause", "").split(",") if a.strip()]
             if wi.state == "completed" and wi.action in pause_on:
                 c.state, c.paused_at, c.next_fire_at = "paused", now, None
@@ -405,12 +440,15 @@ class SlaKeeper:
                 c.outcome = "late" if c.breached_at else "cancelled"
         if not opened:
             return
-        latest = {(c.stage, c.unit): c for c in clocks}  # ordered by round: the last one wins
+        # ordered by round: the last one wins
+        latest = {(get(c, "stage"), get(c, "unit")): i for i, c in enumerate(clocks.items)}
         policy = None
         for wi in opened:
             stage, unit = wi.properties["sla_stage"], wi.owner_unit or ""
-            previous = latest.get((stage, unit))
-            if previous is not None and previous.state == "paused":
+            at = latest.get((stage, unit))
+            previous = None if at is None else clocks.items[at]
+            if previous is not None and get(previous, "state") == "paused":
+                previous = clocks.obj(at)
                 paused = calendar.elapsed(previous.paused_at, now, _target(previous))
                 previous.paused_seconds += paused.total_seconds()
                 previous.shift_seconds += paused.total_seconds()
@@ -418,7 +456,8 @@ class SlaKeeper:
                 _plan(previous, calendar)
                 wi.due_at = previous.due_at
                 continue
-            if previous is not None and previous.state == "running":
+            if previous is not None and get(previous, "state") == "running":
+                previous = clocks.obj(at)
                 previous.work_item = wi
                 wi.due_at = previous.due_at
                 continue
@@ -430,14 +469,14 @@ class SlaKeeper:
             if rule is None:
                 continue
             c = SlaClock(instance_id=instance_id, subject=subject, stage=stage, unit=unit, work_item=wi,
-                         round=(previous.round + 1) if previous else 1, state="running",
+                         round=(get(previous, "round") + 1) if previous is not None else 1, state="running",
                          target_kind=rule.target.kind, target_amount=rule.target.amount, warn_ratio=rule.warn_ratio,
                          overdue_working_days=rule.overdue_working_days, policy_version=policy[0], started_at=now,
                          shift_seconds=0.0, paused_seconds=0.0, extension_days=0, attempts=0)
             _plan(c, calendar)
             session.add(c)
-            clocks.append(c)
-            latest[(stage, unit)] = c
+            clocks.items.append(c)
+            latest[(stage, unit)] = len(clocks.items) - 1
             wi.due_at = c.due_at
             if c.assumed_calendar:
                 log.warning("%s %s: deadline %s rests on dates beyond the official calendar data",
