@@ -20,13 +20,14 @@ from datetime import UTC, date, datetime, timedelta
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import bindparam, event, func, select, update
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.exc import StaleDataError
 
 from .audit import defer_insert, defer_until_commit, record_audit
 from .calendar import BusinessCalendar, CalendarError, Target, parse_office_hours
 from .clock import Clock
+from .db import attach
 from .errors import StaleInstance, ValidationFailed, msg
 from .models import CalendarOverride, CalendarRevision, Incident, SlaClock, SlaEvent, SlaPolicy, WorkItem
 
@@ -327,14 +328,7 @@ def _held(session: Session, row: dict) -> SlaClock | None:
 
 def _attach(session: Session, row: dict) -> SlaClock:
     """The clock of a cached row as a persistent, clean object of this session (no query)."""
-    existing = _held(session, row)
-    if existing is not None:
-        return existing
-    clock = SlaClock.__mapper__.class_manager.new_instance()
-    instance_state(clock).dict.update(row)
-    make_transient_to_detached(clock)
-    session.add(clock)
-    return clock
+    return attach(session, SlaClock, row)
 
 
 class _Clocks:

@@ -19,10 +19,10 @@ import threading
 import weakref
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state
 
-from engine.db import DriverSelect
+from engine.db import DriverSelect, attach
 
 from .models import ORG_CHANGED, ApiKey, ApiToken, OrgRevision, OrgUnit, User
 
@@ -84,44 +84,12 @@ def principal_cache(session: Session) -> PrincipalCache:
 
 # ---- loading ----------------------------------------------------------------------------------------
 
-def _attach(session: Session, cls, values: dict):
-    """The object of these committed column values as a persistent, clean object of this session (no SQL).
-
-    If the session already holds the row's object, that one is returned: it is the current one here.
-    """
-    mapper = cls.__mapper__
-    existing = session.identity_map.get(mapper.identity_key_from_primary_key((values["id"],)))
-    if existing is not None:
-        return existing, True
-    obj = mapper.class_manager.new_instance()
-    instance_state(obj).dict.update(values)
-    return obj, False
-
-
 def _attach_user(session: Session, user: dict, units: list[dict]) -> User:
-    """The cached user and its unit chain (unit first) as this session's objects."""
-    objs = []
+    """The cached user and its unit chain (unit first) as this session's objects, without SQL."""
     parent = None
-    # from the top of the chain down, so that each unit's ``parent`` is the object above it
-    for values in reversed(units):
-        unit, present = _attach(session, OrgUnit, values)
-        if not present:
-            if values["parent_id"] is None:
-                instance_state(unit).dict["parent"] = None
-            elif parent is not None and parent.id == values["parent_id"]:
-                instance_state(unit).dict["parent"] = parent
-            objs.append(unit)
-        parent = unit
-    obj, present = _attach(session, User, user)
-    if present:
-        return obj
-    instance_state(obj).dict["unit"] = parent
-    objs.append(obj)
-    for o in objs:
-        make_transient_to_detached(o)
-    for o in objs:
-        session.add(o)
-    return obj
+    for values in reversed(units):  # from the top down: each unit's ``parent`` is the one above it
+        parent = attach(session, OrgUnit, values, parent=parent)
+    return attach(session, User, user, unit=parent)
 
 
 def _unit_chain(user: User) -> list[OrgUnit] | None:
@@ -183,12 +151,7 @@ def _row_with_user(session: Session, cls, columns: tuple[str, ...], probe, diges
     user = user_by_id(session, values["user_id"], row[-1] or 0)
     if user is None:
         return None
-    obj, present = _attach(session, cls, values)
-    if not present:
-        instance_state(obj).dict["user"] = user
-        make_transient_to_detached(obj)
-        session.add(obj)
-    return obj
+    return attach(session, cls, values, user=user)
 
 
 def token_by_digest(session: Session, digest: str) -> ApiToken | None:
