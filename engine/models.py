@@ -237,6 +237,6 @@ class CalendarRevision(Base):
 
 # engine.writes writes a step's instance, work items and clocks with plain statements (see there)
 writes.register(ProcessInstance, foreign={"definition": ("definition_id", "id")})
-writes.register(WorkItem, foreign={"instance": ("instance_id", "id")}, key=("task_id",))
+writes.register(WorkItem, foreign={"instance": ("instance_id", "id")}, key=("task_id",), lookup="task_id")
 # a clock per (stage, unit) and round of an instance: a step never opens two alike
 writes.register(SlaClock, foreign={"work_item": ("work_item_id", "id")}, key=("instance_id", "stage", "unit", "round"))

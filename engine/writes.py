@@ -53,19 +53,24 @@ class _Plan:
     foreign: dict[str, tuple[str, str]]  # relationship key -> (foreign key attribute, related key attribute)
     version: str | None  # the version counter's attribute key
     key: tuple[str, ...]  # attributes that tell the new rows of one INSERT apart (their RETURNING is unordered)
+    lookup: str | None = None  # a unique attribute that finds a row inserted earlier in the same batch
 
 
 _PLANS: dict[type, _Plan] = {}
 
 
-def register(cls, foreign: dict[str, tuple[str, str]] | None = None, key: tuple[str, ...] = ()) -> None:
+def register(cls, foreign: dict[str, tuple[str, str]] | None = None, key: tuple[str, ...] = (),
+             lookup: str | None = None) -> None:
     """Let :func:`write_rows` write ``cls``.
 
     ``foreign`` maps its many-to-one relationships to (foreign key attribute, the related object's key
     attribute), e.g. ``{"work_item": ("work_item_id", "id")}``.  ``key``: attributes whose values differ
     between any two rows inserted together (a unique column, or what makes one logically unique), so one
     multi-row ``INSERT ... RETURNING`` can hand each object its id; without it (or when two new rows share
-    a key) each new row is its own ``INSERT``.
+    a key) each new row is its own ``INSERT``.  ``lookup``: a unique attribute (set before the insert)
+    by which a row pointing at a new ``cls`` row of the same batch finds its id in SQL,
+    ``(SELECT id FROM ... WHERE lookup = ...)``, instead of waiting for the ``RETURNING`` of the
+    first statement: the batch then stays one round trip.
     """
     mapper = cls.__mapper__
     table = mapper.local_table
@@ -74,7 +79,7 @@ def register(cls, foreign: dict[str, tuple[str, str]] | None = None, key: tuple[
     version = None
     if mapper.version_id_col is not None:
         version = next(k for k, col in columns.items() if col is mapper.version_id_col)
-    _PLANS[cls] = _Plan(mapper, columns, defaults, dict(foreign or {}), version, tuple(key))
+    _PLANS[cls] = _Plan(mapper, columns, defaults, dict(foreign or {}), version, tuple(key), lookup)
 
 
 # ---- statements to the driver ----------------------------------------------------------------------------
@@ -98,30 +103,54 @@ def _placeholder(dialect) -> str:
     return "?" if dialect.paramstyle == "qmark" else "%s"
 
 
-def _insert_sql(dialect, table, columns: tuple[Column, ...], rows: int, returning: tuple[Column, ...]) -> _Sql:
+# A column's value may be a lookup of a row inserted earlier in the batch: (table, lookup column) stands for
+# "(SELECT id FROM table WHERE lookup column = value)"; None for a plain value.
+def _value_sql(dialect, lookup) -> str:
+    mark = _placeholder(dialect)
+    if lookup is None:
+        return mark
+    table, column = lookup
+    quote = dialect.identifier_preparer.quote
+    return (f"(SELECT {quote(table.c.id.name)} FROM {dialect.identifier_preparer.format_table(table)} "
+            f"WHERE {quote(column.name)} = {mark})")
+
+
+def _value_processor(column: Column, lookup, dialect):
+    return _processor(column if lookup is None else lookup[1], dialect)
+
+
+def _insert_sql(dialect, table, columns: tuple[Column, ...], rows: int, returning: tuple[Column, ...],
+                lookups: tuple = ()) -> _Sql:
+    lookups = lookups or (None,) * len(columns)
     cache_key = (dialect.name, "insert", table.name, tuple(c.name for c in columns), rows,
-                 tuple(c.name for c in returning))
+                 tuple(c.name for c in returning), tuple(lk and (lk[0].name, lk[1].name) for lk in lookups))
     sql = _SQL.get(cache_key)
     if sql is None:
         quote = dialect.identifier_preparer.quote
-        one = "(" + ", ".join([_placeholder(dialect)] * len(columns)) + ")"
+        one = "(" + ", ".join(_value_sql(dialect, lk) for lk in lookups) + ")"
         text = (f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
                 f"({', '.join(quote(c.name) for c in columns)}) VALUES {', '.join([one] * rows)}")
         if returning:
             text += " RETURNING " + ", ".join(quote(c.name) for c in returning)
-        sql = _SQL[cache_key] = _Sql(text, [_processor(c, dialect) for c in columns] * rows)
+        sql = _SQL[cache_key] = _Sql(text, [_value_processor(c, lk, dialect)
+                                            for c, lk in zip(columns, lookups, strict=True)] * rows)
     return sql
 
 
-def _update_sql(dialect, table, columns: tuple[Column, ...], where: tuple[Column, ...]) -> _Sql:
-    cache_key = (dialect.name, "update", table.name, tuple(c.name for c in columns), tuple(c.name for c in where))
+def _update_sql(dialect, table, columns: tuple[Column, ...], where: tuple[Column, ...],
+                lookups: tuple = ()) -> _Sql:
+    lookups = lookups or (None,) * len(columns)
+    cache_key = (dialect.name, "update", table.name, tuple(c.name for c in columns), tuple(c.name for c in where),
+                 tuple(lk and (lk[0].name, lk[1].name) for lk in lookups))
     sql = _SQL.get(cache_key)
     if sql is None:
         quote, mark = dialect.identifier_preparer.quote, _placeholder(dialect)
+        pairs = list(zip(columns, lookups, strict=True))
         text = (f"UPDATE {dialect.identifier_preparer.format_table(table)} "
-                f"SET {', '.join(f'{quote(c.name)} = {mark}' for c in columns)} "
+                f"SET {', '.join(f'{quote(c.name)} = {_value_sql(dialect, lk)}' for c, lk in pairs)} "
                 f"WHERE {' AND '.join(f'{quote(c.name)} = {mark}' for c in where)}")
-        sql = _SQL[cache_key] = _Sql(text, [_processor(c, dialect) for c in (*columns, *where)])
+        sql = _SQL[cache_key] = _Sql(text, [*(_value_processor(c, lk, dialect) for c, lk in pairs),
+                                            *(_processor(c, dialect) for c in where)])
     return sql
 
 
@@ -141,6 +170,7 @@ class Batch:
 
     connection: Connection
     pending: list[tuple[str, object, bool, Callable | None]] = field(default_factory=list)
+    inserting: set[int] = field(default_factory=set)  # id() of the objects whose INSERT is in this batch
 
     @classmethod
     def of(cls, session: Session) -> Batch:
@@ -240,11 +270,11 @@ def write_rows(session: Session, order: Iterable[type], first: tuple[type, ...] 
         objs = new_by_class.get(cls)
         if objs:
             plan = _PLANS[cls]
-            if batch.pending and _waiting(plan, objs):
+            if batch.pending and _waiting(plan, objs, batch):
                 batch.run()  # they point at rows of this batch: their ids first
             _insert(session, batch, plan, objs)
     later = [obj for obj in dirty if type(obj) not in first]
-    if batch.pending and any(_waiting(_PLANS[type(obj)], [obj]) for obj in later):
+    if batch.pending and any(_waiting(_PLANS[type(obj)], [obj], batch) for obj in later):
         batch.run()
     for obj in later:
         _update(session, batch, _PLANS[type(obj)], obj)
@@ -253,37 +283,61 @@ def write_rows(session: Session, order: Iterable[type], first: tuple[type, ...] 
     batch.run()
 
 
-def _waiting(plan: _Plan, objs: list) -> bool:
-    """Whether any of these objects points at an object that has no id yet."""
+def _waiting(plan: _Plan, objs: list, batch: Batch) -> bool:
+    """Whether any of these objects points at an object that has no id yet, other than one whose INSERT is in
+    ``batch`` and that can be found by its lookup attribute."""
     for obj in objs:
         state = instance_state(obj)
         for rel, (_fk, remote) in plan.foreign.items():
             related = state.dict.get(rel)
-            if related is not None and getattr(related, remote) is None:
+            if related is not None and getattr(related, remote) is None and _lookup(related, batch) is None:
                 return True
     return False
 
 
-def _resolve_foreign(plan: _Plan, obj, state) -> bool:
-    """Copy the keys of related objects set through relationships; False if one is not written yet."""
+def _lookup(related, batch: Batch) -> tuple | None:
+    """(table, lookup column, value) finding ``related``, a new row of this batch, in SQL; else None."""
+    if id(related) not in batch.inserting:
+        return None
+    plan = _PLANS.get(type(related))
+    if plan is None or plan.lookup is None:
+        return None
+    value = instance_state(related).dict.get(plan.lookup)
+    if value is None:
+        return None
+    return plan.mapper.local_table, plan.columns[plan.lookup], value
+
+
+def _resolve_foreign(plan: _Plan, obj, state, batch: Batch) -> dict[str, tuple] | None:
+    """Copy the keys of related objects set through relationships.
+
+    Returns the foreign keys to find in SQL (foreign key attribute -> (related object, table, lookup
+    column, value)) for related rows inserted earlier in ``batch``, or None if one is not written yet.
+    """
+    found = {}
     for rel, (fk, remote) in plan.foreign.items():
         related = state.dict.get(rel)
         if related is None:
             continue
         value = getattr(related, remote)
         if value is None:
-            return False
+            lookup = _lookup(related, batch)
+            if lookup is None:
+                return None
+            found[fk] = (related, *lookup)
+            continue
         if state.dict.get(fk) != value:
             state.dict[fk] = value  # (the flush would copy it the same way)
             state.committed_state.setdefault(fk, None)
-    return True
+    return found
 
 
 def _insert(session: Session, batch: Batch, plan: _Plan, objs: list) -> None:
-    ready, rows = [], []
+    ready, rows, found = [], [], []
     for obj in objs:
         state = instance_state(obj)
-        if not _resolve_foreign(plan, obj, state):
+        lookups = _resolve_foreign(plan, obj, state, batch)
+        if lookups is None:
             continue  # points at something the ORM has to insert first: left to the flush
         row = {}
         for key in plan.columns:
@@ -295,18 +349,29 @@ def _insert(session: Session, batch: Batch, plan: _Plan, objs: list) -> None:
             row[key] = value
         ready.append(obj)
         rows.append(row)
+        found.append(lookups)
     if not ready:
         return
     table = plan.mapper.local_table
     keys = [k for k in plan.columns if k != "id"]
     columns = tuple(plan.columns[k] for k in keys)
-    together = len(rows) == 1 or (plan.key and len({tuple(r[k] for k in plan.key) for r in rows}) == len(rows))
-    groups = [list(zip(ready, rows, strict=True))] if together else [[pair] for pair in zip(ready, rows, strict=True)]
-    key_columns = tuple(plan.columns[k] for k in plan.key) if len(groups[0]) > 1 else ()
-    for group in groups:
-        sql = _insert_sql(batch.dialect, table, columns, len(group), (table.c.id, *key_columns))
-        params = _params(sql, [row[k] for _obj, row in group for k in keys])
-        batch.add(sql, params, _inserted(session, plan, group))
+    # rows that find a foreign key in SQL differ in their statement: one INSERT per kind of row
+    kinds: dict[tuple, list] = {}
+    for obj, row, lookups in zip(ready, rows, found, strict=True):
+        kinds.setdefault(tuple(sorted(lookups)), []).append((obj, row, lookups))
+    for kind, entries in kinds.items():
+        first = entries[0][2]
+        lookups = tuple((first[k][1], first[k][2]) if k in first else None for k in keys) if kind else ()
+        together = len(entries) == 1 or (plan.key and len({tuple(r[k] for k in plan.key) for _o, r, _l in entries})
+                                          == len(entries))
+        groups = [entries] if together else [[entry] for entry in entries]
+        key_columns = tuple(plan.columns[k] for k in plan.key) if len(groups[0]) > 1 else ()
+        for group in groups:
+            sql = _insert_sql(batch.dialect, table, columns, len(group), (table.c.id, *key_columns), lookups)
+            params = _params(sql, [found_[k][3] if k in found_ else row[k]
+                                   for _obj, row, found_ in group for k in keys])
+            batch.add(sql, params, _inserted(session, plan, group))
+            batch.inserting.update(id(obj) for obj, _row, _found in group)
 
 
 def _inserted(session: Session, plan: _Plan, group: list):
@@ -316,12 +381,14 @@ def _inserted(session: Session, plan: _Plan, group: list):
             ids = [returned[0][0]]
         else:  # the rows come back in no promised order: match them by their key
             by_key = {tuple(r[1:]): r[0] for r in returned}
-            ids = [by_key[tuple(row[k] for k in plan.key)] for _obj, row in group]
+            ids = [by_key[tuple(row[k] for k in plan.key)] for _obj, row, _found in group]
         states = set()
-        for (obj, row), new_id in zip(group, ids, strict=True):
+        for (obj, row, found), new_id in zip(group, ids, strict=True):
             state = instance_state(obj)
             # every column gets its stored value, so nothing is left expired (a later read would query)
             state.dict.update(row)
+            for fk, (related, *_lookup) in found.items():  # (inserted earlier in the batch: it has its id now)
+                state.dict[fk] = related.id
             state.dict["id"] = new_id
             states.add(state)
         # what the flush does after its INSERTs: pending -> persistent, in the identity map, clean, and
@@ -335,17 +402,21 @@ def _update(session: Session, batch: Batch, plan: _Plan, obj) -> None:
     changed = [key for key in state.committed_state if key not in plan.foreign]
     if any(key not in plan.columns for key in changed):
         return  # a change this writer does not know (a collection, an unmapped relationship): the flush
-    if not _resolve_foreign(plan, obj, state):
+    found = _resolve_foreign(plan, obj, state, batch)
+    if found is None:
         return
     # as the flush does, a column set to the value it already had is not written
     changed = [key for key, old in state.committed_state.items()
-               if key in plan.columns and key != plan.version and (old is NO_VALUE or old != state.dict.get(key))]
+               if key in plan.columns and key != plan.version and key not in found
+               and (old is NO_VALUE or old != state.dict.get(key))]
+    changed += list(found)  # foreign keys of rows inserted earlier in this batch: found in SQL
     if not changed:
         state._commit_all(state.dict, session.identity_map)  # relationship-only noise, or nothing
         return
     table = plan.mapper.local_table
-    values = [state.dict.get(key) for key in changed]
+    values = [found[key][3] if key in found else state.dict.get(key) for key in changed]
     columns = [plan.columns[key] for key in changed]
+    lookups = tuple((found[key][1], found[key][2]) if key in found else None for key in changed) if found else ()
     where, where_values = [plan.columns["id"]], [state.dict["id"]]
     if plan.version is not None:
         seen = state.dict[plan.version]
@@ -353,7 +424,9 @@ def _update(session: Session, batch: Batch, plan: _Plan, obj) -> None:
         values.append(seen + 1)
         where.append(plan.columns[plan.version])
         where_values.append(seen)
-    sql = _update_sql(batch.dialect, table, tuple(columns), tuple(where))
+        if lookups:
+            lookups += (None,)
+    sql = _update_sql(batch.dialect, table, tuple(columns), tuple(where), lookups)
     row_id = state.dict["id"]
 
     def done(cursor) -> None:
@@ -362,6 +435,8 @@ def _update(session: Session, batch: Batch, plan: _Plan, obj) -> None:
                                  "(changed by someone else)")
         if plan.version is not None:
             state.dict[plan.version] = values[-1]
+        for fk, (related, *_lookup) in found.items():  # (inserted earlier in the batch: it has its id now)
+            state.dict[fk] = related.id
         # what the flush does after its UPDATE: the object is clean again
         state._commit_all(state.dict, session.identity_map)
 

@@ -90,7 +90,7 @@ def test_hang_pauses_the_clock_and_resuming_moves_the_deadline_by_the_paused_wor
     assert c.due_at == d.clock_of(no, "resolve", "housing").due_at
     assert c.due_at - due >= timedelta(days=2) and c.due_at.astimezone(SHANGHAI).hour == 18
     [item] = d.items(no, "housing.staff")
-    assert item.due_at == c.due_at
+    assert item.due_at == c.due_at and c.work_item_id == item.id  # the clock follows the new work item
 
 
 def test_a_dispute_does_not_stop_the_clock(district):

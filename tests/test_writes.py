@@ -67,3 +67,26 @@ def test_a_clock_changed_meanwhile_makes_the_step_a_conflict(services, district:
         s.rollback()
     # nothing of the step was kept
     assert [wi.task_name for wi in district.items(number)] == ["street_triage"]
+
+
+def test_a_steps_rows_go_out_in_one_batch_even_those_pointing_at_new_rows(services, district: District, monkeypatch):
+    """New clocks point at work items inserted by the same step: they find them in SQL (by task id) instead of
+    waiting for the items' ids, so the step's writes stay one batch (one round trip on PostgreSQL)."""
+    from engine import writes
+
+    number = district.file(direct_to_street=True, category="lift_install")
+    triage = district.item(number, "xiagang.dispatcher")
+    runs = []
+    run = writes.Batch.run
+    monkeypatch.setattr(writes.Batch, "run", lambda self: (runs.append(len(self.pending)), run(self))[1])
+    with district.session() as s:
+        out = act_on_work_item(district.ctx(s, "xiagang.dispatcher"), triage.id, "dispatch",
+                               {"lead": "power", "assists": ["telecom", "police"]})
+        clocks = {c.work_item_id: c for c in s.identity_map.values() if isinstance(c, SlaClock)}
+        opened = {wi.id: wi for wi in out.opened}
+        s.commit()
+    assert [n for n in runs if n] == [max(runs)] and max(runs) >= 5, runs  # one batch with every statement
+    assert len(opened) == 3 and set(opened) <= set(clocks)  # each new clock holds its new item's id
+    with district.session() as s:
+        for wi_id in opened:
+            assert s.scalar(select(SlaClock.stage).where(SlaClock.work_item_id == wi_id)) == "sign"
