@@ -420,6 +420,11 @@ def loaded_columns(cls) -> tuple[str, ...]:
     return tuple(prop.key for prop in cls.__mapper__.column_attrs if not prop.deferred)
 
 
+def held(session, cls, row_id):
+    """The session's object of ``cls`` row ``row_id`` if it has one (then it is the current one here), else None."""
+    return session.identity_map.get(cls.__mapper__.identity_key_from_primary_key((row_id,)))
+
+
 def attach(session, cls, values: dict, **related):
     """The row of these committed column values as a persistent, clean object of ``session``, without SQL.
 
@@ -429,11 +434,10 @@ def attach(session, cls, values: dict, **related):
     already holds the row's object, that one is returned untouched, as a query would: it is the
     current one in this transaction.
     """
-    mapper = cls.__mapper__
-    existing = session.identity_map.get(mapper.identity_key_from_primary_key((values["id"],)))
+    existing = held(session, cls, values["id"])
     if existing is not None:
         return existing
-    obj = mapper.class_manager.new_instance()
+    obj = cls.__mapper__.class_manager.new_instance()
     state = instance_state(obj)
     state.dict.update(values)
     if related:

@@ -27,7 +27,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from .audit import defer_insert, defer_until_commit, record_audit
 from .calendar import BusinessCalendar, CalendarError, Target, parse_office_hours
 from .clock import Clock
-from .db import attach
+from .db import attach, held
 from .errors import StaleInstance, ValidationFailed, msg
 from .models import CalendarOverride, CalendarRevision, Incident, SlaClock, SlaEvent, SlaPolicy, WorkItem
 
@@ -308,7 +308,7 @@ def _clocks_of(session: Session, instance_id: int) -> list[SlaClock | dict]:
     """Every clock of the instance, from :data:`CLOCK_CACHE` when it is current, else read.
 
     A cached clock comes as its committed column values (a dict) unless this session already holds
-    its object; :func:`_attach` makes an object of it when a step changes it (most steps change one
+    its object; :meth:`_Clocks.obj` makes an object of it when a step changes it (most steps change one
     or two of an instance's clocks and only read the others).
     """
     fingerprint = session.info.get(_FINGERPRINTS, {}).pop(instance_id, None)
@@ -317,18 +317,8 @@ def _clocks_of(session: Session, instance_id: int) -> list[SlaClock | dict]:
             return []
         entry = CLOCK_CACHE.take(instance_id)
         if entry is not None and entry[0] == fingerprint:
-            return [_held(session, row) or row for row in entry[1]]
+            return [held(session, SlaClock, row["id"]) or row for row in entry[1]]
     return list(session.scalars(_CLOCKS_OF_INSTANCE, {"instance": instance_id}))
-
-
-def _held(session: Session, row: dict) -> SlaClock | None:
-    """The session's object of this clock, if it has one (then it is the current one here)."""
-    return session.identity_map.get(SlaClock.__mapper__.identity_key_from_primary_key((row["id"],)))
-
-
-def _attach(session: Session, row: dict) -> SlaClock:
-    """The clock of a cached row as a persistent, clean object of this session (no query)."""
-    return attach(session, SlaClock, row)
 
 
 class _Clocks:
@@ -345,7 +335,7 @@ class _Clocks:
     def obj(self, index: int) -> SlaClock:
         c = self.items[index]
         if type(c) is dict:
-            c = self.items[index] = _attach(self.session, c)
+            c = self.items[index] = attach(self.session, SlaClock, c)
         return c
 
 
@@ -355,11 +345,11 @@ def _keep_committed_clocks(session):
         rows = []
         for c in clocks:
             if type(c) is dict:  # unchanged here, unless other code of the transaction loaded and changed it
-                held = _held(session, c)
-                if held is None:
+                current = held(session, SlaClock, c["id"])
+                if current is None:
                     rows.append(c)
                     continue
-                c = held
+                c = current
             values = instance_state(c).dict
             if any(key not in values for key in _CLOCK_COLUMNS) or values["id"] is None:
                 break  # expired or never written: not known as committed

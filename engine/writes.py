@@ -32,8 +32,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from sqlalchemy import Column
+from sqlalchemy import Column, Table
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapper, Session
@@ -295,8 +296,17 @@ def _waiting(plan: _Plan, objs: list, batch: Batch) -> bool:
     return False
 
 
-def _lookup(related, batch: Batch) -> tuple | None:
-    """(table, lookup column, value) finding ``related``, a new row of this batch, in SQL; else None."""
+class _Found(NamedTuple):
+    """A foreign key found in SQL: ``related`` is a row inserted earlier in the batch, looked up by ``column``."""
+
+    related: object
+    table: Table
+    column: Column
+    value: object
+
+
+def _lookup(related, batch: Batch) -> _Found | None:
+    """How to find ``related``, a new row of this batch, in SQL (by its lookup attribute); else None."""
     if id(related) not in batch.inserting:
         return None
     plan = _PLANS.get(type(related))
@@ -305,14 +315,14 @@ def _lookup(related, batch: Batch) -> tuple | None:
     value = instance_state(related).dict.get(plan.lookup)
     if value is None:
         return None
-    return plan.mapper.local_table, plan.columns[plan.lookup], value
+    return _Found(related, plan.mapper.local_table, plan.columns[plan.lookup], value)
 
 
-def _resolve_foreign(plan: _Plan, obj, state, batch: Batch) -> dict[str, tuple] | None:
+def _resolve_foreign(plan: _Plan, obj, state, batch: Batch) -> dict[str, _Found] | None:
     """Copy the keys of related objects set through relationships.
 
-    Returns the foreign keys to find in SQL (foreign key attribute -> (related object, table, lookup
-    column, value)) for related rows inserted earlier in ``batch``, or None if one is not written yet.
+    Returns the foreign keys to find in SQL (foreign key attribute -> :class:`_Found`) for related rows
+    inserted earlier in ``batch``, or None if one is not written yet.
     """
     found = {}
     for rel, (fk, remote) in plan.foreign.items():
@@ -324,12 +334,18 @@ def _resolve_foreign(plan: _Plan, obj, state, batch: Batch) -> dict[str, tuple] 
             lookup = _lookup(related, batch)
             if lookup is None:
                 return None
-            found[fk] = (related, *lookup)
+            found[fk] = lookup
             continue
         if state.dict.get(fk) != value:
             state.dict[fk] = value  # (the flush would copy it the same way)
             state.committed_state.setdefault(fk, None)
     return found
+
+
+def _copy_found_ids(state, found: dict[str, _Found]) -> None:
+    """After the statement: foreign keys found in SQL take the ids their rows got (inserted earlier in the batch)."""
+    for fk, lookup in found.items():
+        state.dict[fk] = lookup.related.id
 
 
 def _insert(session: Session, batch: Batch, plan: _Plan, objs: list) -> None:
@@ -361,14 +377,14 @@ def _insert(session: Session, batch: Batch, plan: _Plan, objs: list) -> None:
         kinds.setdefault(tuple(sorted(lookups)), []).append((obj, row, lookups))
     for kind, entries in kinds.items():
         first = entries[0][2]
-        lookups = tuple((first[k][1], first[k][2]) if k in first else None for k in keys) if kind else ()
+        lookups = tuple((first[k].table, first[k].column) if k in first else None for k in keys) if kind else ()
         together = len(entries) == 1 or (plan.key and len({tuple(r[k] for k in plan.key) for _o, r, _l in entries})
                                           == len(entries))
         groups = [entries] if together else [[entry] for entry in entries]
         key_columns = tuple(plan.columns[k] for k in plan.key) if len(groups[0]) > 1 else ()
         for group in groups:
             sql = _insert_sql(batch.dialect, table, columns, len(group), (table.c.id, *key_columns), lookups)
-            params = _params(sql, [found_[k][3] if k in found_ else row[k]
+            params = _params(sql, [found_[k].value if k in found_ else row[k]
                                    for _obj, row, found_ in group for k in keys])
             batch.add(sql, params, _inserted(session, plan, group))
             batch.inserting.update(id(obj) for obj, _row, _found in group)
@@ -387,8 +403,7 @@ def _inserted(session: Session, plan: _Plan, group: list):
             state = instance_state(obj)
             # every column gets its stored value, so nothing is left expired (a later read would query)
             state.dict.update(row)
-            for fk, (related, *_lookup) in found.items():  # (inserted earlier in the batch: it has its id now)
-                state.dict[fk] = related.id
+            _copy_found_ids(state, found)
             state.dict["id"] = new_id
             states.add(state)
         # what the flush does after its INSERTs: pending -> persistent, in the identity map, clean, and
@@ -414,9 +429,9 @@ def _update(session: Session, batch: Batch, plan: _Plan, obj) -> None:
         state._commit_all(state.dict, session.identity_map)  # relationship-only noise, or nothing
         return
     table = plan.mapper.local_table
-    values = [found[key][3] if key in found else state.dict.get(key) for key in changed]
+    values = [found[key].value if key in found else state.dict.get(key) for key in changed]
     columns = [plan.columns[key] for key in changed]
-    lookups = tuple((found[key][1], found[key][2]) if key in found else None for key in changed) if found else ()
+    lookups = tuple((found[key].table, found[key].column) if key in found else None for key in changed) if found else ()
     where, where_values = [plan.columns["id"]], [state.dict["id"]]
     if plan.version is not None:
         seen = state.dict[plan.version]
@@ -435,8 +450,7 @@ def _update(session: Session, batch: Batch, plan: _Plan, obj) -> None:
                                  "(changed by someone else)")
         if plan.version is not None:
             state.dict[plan.version] = values[-1]
-        for fk, (related, *_lookup) in found.items():  # (inserted earlier in the batch: it has its id now)
-            state.dict[fk] = related.id
+        _copy_found_ids(state, found)
         # what the flush does after its UPDATE: the object is clean again
         state._commit_all(state.dict, session.identity_map)
 

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 from engine.errors import Forbidden, NotFound, ValidationFailed, msg
 
 from .models import Call, Category, OrgUnit, User
+from .principals import user_by_name
 
 # Which roles may act on a work item of each BPMN lane; the item's owner unit
 # (from the diagram's ``owner`` property) must also be the user's own unit.
@@ -25,8 +26,6 @@ READ_ALL_ROLES = {"district_dispatcher", "supervisor", "admin"}
 def get_user(session: Session, username: str) -> User:
     """The active user ``username`` with their unit chain (kept in memory between requests: see
     :mod:`workflows.principals`)."""
-    from .principals import user_by_name
-
     user = user_by_name(session, username)
     if user is None or not user.active:
         raise NotFound(msg("no active user '%(username)s'", username=username))

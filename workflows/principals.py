@@ -4,7 +4,7 @@ Every request begins by loading the user behind it (by username, sign-in token o
 with the unit chain the permission rules read (unit, its street or district, the district).
 As ORM objects that was a four-way join and four objects built on every request: about a
 tenth of an action.  Users and units change seldom, and every change bumps the org revision
-(one row, written in the changing transaction: :func:`_bump_on_change`).  So a request asks
+(one row, written in the changing transaction: :func:`workflows.models.bump_org_revision`).  So a request asks
 the database for the live parts only, in one small statement: the user's id and ``active``
 flag (or the token's row), and the current revision.  When this process holds a copy of the
 user read at that revision, the copy becomes this session's objects without more SQL;
@@ -22,16 +22,14 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state
 
-from engine.db import DriverSelect, attach
+from engine.db import DriverSelect, attach, loaded_columns
 
 from .models import ORG_CHANGED, ApiKey, ApiToken, OrgRevision, OrgUnit, User
 
 _MAX_DEPTH = 8  # units above a user that are kept with them (district -> street -> community is 3)
 _REVISION = select(OrgRevision.revision).where(OrgRevision.id == 1).scalar_subquery()
-_USER_COLUMNS = tuple(prop.key for prop in User.__mapper__.column_attrs)
-_UNIT_COLUMNS = tuple(prop.key for prop in OrgUnit.__mapper__.column_attrs)
-_TOKEN_COLUMNS = tuple(prop.key for prop in ApiToken.__mapper__.column_attrs)
-_KEY_COLUMNS = tuple(prop.key for prop in ApiKey.__mapper__.column_attrs)
+_USER_COLUMNS, _UNIT_COLUMNS = loaded_columns(User), loaded_columns(OrgUnit)
+_TOKEN_COLUMNS, _KEY_COLUMNS = loaded_columns(ApiToken), loaded_columns(ApiKey)
 
 # Statements run on every request are built once: building one costs more than running it on SQLite.
 _USER_PROBE = DriverSelect(select(User.id, User.active, _REVISION).where(User.username == bindparam("username")))
