@@ -8,6 +8,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from . import writes
 from .db import Base, UTCDateTime
+from .ids import IdSequence, use_reserved_ids
+
+__all__ = ["IdSequence"]  # (its table is the engine's too)
 
 
 class ProcessDefinition(Base):
@@ -236,7 +239,9 @@ class CalendarRevision(Base):
 
 
 # engine.writes writes a step's instance, work items and clocks with plain statements (see there)
-writes.register(ProcessInstance, foreign={"definition": ("definition_id", "id")})
+# a new instance's id is taken before its step runs (engine.ids), so its row goes with the step's batch
+writes.register(ProcessInstance, foreign={"definition": ("definition_id", "id")}, reserved_ids=True)
+use_reserved_ids(ProcessInstance)
 writes.register(WorkItem, foreign={"instance": ("instance_id", "id")}, key=("task_id",), lookup="task_id")
 # a clock per (stage, unit) and round of an instance: a step never opens two alike
 writes.register(SlaClock, foreign={"work_item": ("work_item_id", "id")}, key=("instance_id", "stage", "unit", "round"))

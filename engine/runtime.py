@@ -27,9 +27,10 @@ from .audit import record_audit, write_deferred
 from .clock import Clock
 from .definitions import SPEC_CACHE, SpecCache, get_definition
 from .errors import Conflict, NotFound, ProcessError, StaleInstance, msg
+from .ids import reserve
 from .models import ProcessInstance, SlaClock, WorkItem
 from .spiff import BpmnWorkflow, ParsedProcess, deliver_to_boundary, dump_state, load_state, ready_human_tasks
-from .writes import insert_now, write_rows
+from .writes import write_rows
 
 
 @dataclass
@@ -123,22 +124,26 @@ class ProcessRuntime:
 
     # ---- public API -------------------------------------------------------------------------
     def start(self, process_id: str, data: dict, *, business_key: str, actor: str,
-              version: int | None = None) -> StepResult:
-        """Start the latest (or the given) version of ``process_id`` with ``data``."""
+              version: int | None = None, instance_id: int | None = None) -> StepResult:
+        """Start the latest (or the given) version of ``process_id`` with ``data``.
+
+        The instance's id is taken first (``instance_id``: one the caller took with
+        :func:`engine.ids.reserve`); its row goes out with the caller's flush, with the work items
+        and the caller's own changes, so nothing is written before the step has run.
+        """
         definition = get_definition(self.session, process_id, version)
         parsed = self.cache.get(definition)
         now = self.clock.now()
         workflow = parsed.new_workflow(data)
-        instance = ProcessInstance(definition=definition, business_key=business_key, status="running",
-                                   state=b"", created_at=now, updated_at=now)
+        if instance_id is None:
+            instance_id, = reserve(self.session, ProcessInstance)
+        instance = ProcessInstance(id=instance_id, definition=definition, business_key=business_key,
+                                   status="running", state=b"", lock_version=1, created_at=now, updated_at=now)
         self.session.add(instance)
         self._run(workflow)
         result = self._save(instance, workflow, parsed, open_items=[], closed_task=None, actor=actor, action=None,
                             flush=False)
         result.started = True
-        # the instance row now (its id is the work items' and the audit's); the rest goes with the caller's
-        # flush, with the caller's own changes (the call's number, its status...)
-        insert_now(self.session, [instance])
         record_audit(self.session, at=now, actor=actor, action="process_started", subject=business_key,
                      instance_id=instance.id, new={"process": process_id, "version": definition.version})
         return result
@@ -329,7 +334,7 @@ class ProcessRuntime:
         try:
             # the step's own rows, as plain statements; the instance row first (one lock order for all);
             # the audit and SLA event rows collected so far go with them
-            write_rows(self.session, (WorkItem, SlaClock), first=(ProcessInstance,),
+            write_rows(self.session, (ProcessInstance, WorkItem, SlaClock), first=(ProcessInstance,),
                        then=lambda batch: write_deferred(self.session, batch))
             self.session.flush()  # anything else
         except StaleDataError:

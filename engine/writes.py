@@ -55,13 +55,14 @@ class _Plan:
     version: str | None  # the version counter's attribute key
     key: tuple[str, ...]  # attributes that tell the new rows of one INSERT apart (their RETURNING is unordered)
     lookup: str | None = None  # a unique attribute that finds a row inserted earlier in the same batch
+    reserved_ids: bool = False  # new rows come with their id (engine.ids); one without is left to the flush
 
 
 _PLANS: dict[type, _Plan] = {}
 
 
 def register(cls, foreign: dict[str, tuple[str, str]] | None = None, key: tuple[str, ...] = (),
-             lookup: str | None = None) -> None:
+             lookup: str | None = None, reserved_ids: bool = False) -> None:
     """Let :func:`write_rows` write ``cls``.
 
     ``foreign`` maps its many-to-one relationships to (foreign key attribute, the related object's key
@@ -71,7 +72,9 @@ def register(cls, foreign: dict[str, tuple[str, str]] | None = None, key: tuple[
     a key) each new row is its own ``INSERT``.  ``lookup``: a unique attribute (set before the insert)
     by which a row pointing at a new ``cls`` row of the same batch finds its id in SQL,
     ``(SELECT id FROM ... WHERE lookup = ...)``, instead of waiting for the ``RETURNING`` of the
-    first statement: the batch then stays one round trip.
+    first statement: the batch then stays one round trip.  ``reserved_ids``: the class takes its ids
+    from :mod:`engine.ids` before its rows are written; a new object without one is left to the ORM flush
+    (whose hook gives it one).
     """
     mapper = cls.__mapper__
     table = mapper.local_table
@@ -80,7 +83,7 @@ def register(cls, foreign: dict[str, tuple[str, str]] | None = None, key: tuple[
     version = None
     if mapper.version_id_col is not None:
         version = next(k for k, col in columns.items() if col is mapper.version_id_col)
-    _PLANS[cls] = _Plan(mapper, columns, defaults, dict(foreign or {}), version, tuple(key), lookup)
+    _PLANS[cls] = _Plan(mapper, columns, defaults, dict(foreign or {}), version, tuple(key), lookup, reserved_ids)
 
 
 # ---- statements to the driver ----------------------------------------------------------------------------
@@ -240,17 +243,11 @@ def insert_plain_rows(batch: Batch, table, rows: list[dict]) -> None:
 
 # ---- the ORM objects ------------------------------------------------------------------------------------
 
-def insert_now(session: Session, objs: list) -> None:
-    """INSERT these new objects of one registered class now, e.g. a row others point at."""
-    batch = Batch.of(session)
-    _insert(session, batch, _PLANS[type(objs[0])], objs)
-    batch.run()
-
-
 def write_rows(session: Session, order: Iterable[type], first: tuple[type, ...] = (),
                then: Callable[[Batch], None] | None = None) -> None:
     """Write the pending new and changed objects of the registered classes: the changes of the ``first``
-    classes, then the inserts class by class in ``order``, then the other changes.
+    classes, then the inserts class by class in ``order`` (then those of the other registered classes),
+    then the other changes.
 
     ``first`` fixes the order in which rows are locked: when every writer updates the (version
     checked) instance row before anything else, two transactions on one call queue on that row
@@ -267,7 +264,7 @@ def write_rows(session: Session, order: Iterable[type], first: tuple[type, ...] 
     for obj in dirty:
         if type(obj) in first:
             _update(session, batch, _PLANS[type(obj)], obj)
-    for cls in order:
+    for cls in (*order, *(c for c in new_by_class if c not in order)):
         objs = new_by_class.get(cls)
         if objs:
             plan = _PLANS[cls]
@@ -352,12 +349,14 @@ def _insert(session: Session, batch: Batch, plan: _Plan, objs: list) -> None:
     ready, rows, found = [], [], []
     for obj in objs:
         state = instance_state(obj)
+        if plan.reserved_ids and state.dict.get("id") is None:
+            continue  # its id comes from engine.ids: the flush's hook takes one
         lookups = _resolve_foreign(plan, obj, state, batch)
         if lookups is None:
             continue  # points at something the ORM has to insert first: left to the flush
         row = {}
         for key in plan.columns:
-            if key == "id":
+            if key == "id" and not plan.reserved_ids:
                 continue
             value = state.dict.get(key)
             if value is None and key in plan.defaults:
@@ -369,7 +368,7 @@ def _insert(session: Session, batch: Batch, plan: _Plan, objs: list) -> None:
     if not ready:
         return
     table = plan.mapper.local_table
-    keys = [k for k in plan.columns if k != "id"]
+    keys = [k for k in plan.columns if k != "id" or plan.reserved_ids]
     columns = tuple(plan.columns[k] for k in keys)
     # rows that find a foreign key in SQL differ in their statement: one INSERT per kind of row
     kinds: dict[tuple, list] = {}

@@ -18,6 +18,7 @@ from engine.audit import audit_trail, record_audit
 from engine.clock import MemoClock
 from engine.db import DriverSelect, attach, loaded_columns
 from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed, msg
+from engine.ids import reserve
 from engine.models import AuditEvent, ProcessDefinition, ProcessInstance, SlaClock, WorkItem
 from engine.runtime import StepResult
 from engine.sla import clock_fingerprint, note_clock_fingerprint, remaining_time
@@ -94,20 +95,22 @@ def _file(ctx: ServiceContext, data: dict) -> tuple[Call, StepResult]:
     street = community.parent
     district = district_of(community)
     now = ctx.clock.now()
-    call = Call(category_code=category.code, description=values["description"], location=values["location"],
-                latitude=values["latitude"], longitude=values["longitude"], urgency=values["urgency"],
-                photos=values["photos"], reporter=user, community_code=community.code, street_code=street.code,
-                status="reported", level="community", created_at=now, updated_at=now)
-    ctx.session.add(call)
-    ctx.session.flush()
-    call.number = f"HY{now:%Y%m%d}{call.id:06d}"
+    # the call's and its instance's ids first (the number is made of the id): every row of the filing,
+    # the call's included, then goes out in the one batch at its end (engine.ids)
+    call_id, instance_id = reserve(ctx.session, Call, ProcessInstance)
+    number = f"HY{now:%Y%m%d}{call_id:06d}"
     step = ctx.runtime.start(PROCESS_ID, {
-        "call": call.number, "category": category.code, "urgency": call.urgency,
+        "call": number, "category": category.code, "urgency": values["urgency"],
         "community": community.code, "street": street.code, "district": district.code,
         "direct_to_street": values["direct_to_street"], "level": "street", "problem_ticket": False,
         "reopen_count": 0, "rework_count": 0, "rework": False, "reassign_count": 0,
-    }, business_key=call.number, actor=ctx.actor)
-    call.instance_id = step.instance.id
+    }, business_key=number, actor=ctx.actor, instance_id=instance_id)
+    call = Call(id=call_id, number=number, category_code=category.code, description=values["description"],
+                location=values["location"], latitude=values["latitude"], longitude=values["longitude"],
+                urgency=values["urgency"], photos=values["photos"], reporter=user, community_code=community.code,
+                street_code=street.code, status="reported", level="community", instance_id=step.instance.id,
+                created_at=now, updated_at=now, reopen_count=0, rework_count=0, problem_ticket=False)
+    ctx.session.add(call)
     routed = next(iter(step.opened_data.values()), {})
     call.handling_level = routed.get("handling_level", "street")
     call.suggested_lead = routed.get("lead_department") or None
@@ -119,9 +122,9 @@ def _file(ctx: ServiceContext, data: dict) -> tuple[Call, StepResult]:
                  detail={"category": category.code, "urgency": call.urgency, "community": community.code,
                          "routing": {"handling_level": call.handling_level, "lead": call.suggested_lead,
                                      "assists": call.suggested_assists, "sla_class": call.sla_class}})
+    ctx.runtime.flush()  # (before the outbox's rows, which point at the call)
     emit(ctx.session, "call.filed", call, at=now, actor=ctx.actor,
          data={"description": call.description, "location": call.location, "photos": call.photos})
-    ctx.runtime.flush()
     return call, step
 
 
@@ -149,11 +152,12 @@ def file_call_once(ctx: ServiceContext, data: dict, *, key: str | None, request_
     replay = replay_filing(ctx, key, request_hash)
     if replay is not None:
         return replay
-    row = IdempotencyKey(user_id=ctx.user.id, key=key, request_hash=request_hash, created_at=ctx.clock.now())
-    ctx.session.add(row)
-    ctx.session.flush()  # a racing twin blocks here (PostgreSQL) or fails on the unique index
     call, step = _file(ctx, data)
-    row.call_id = call.id
+    # the key's row last, so the filing's writes stay one short transaction at its end; a racing twin
+    # blocks here until the first commits (PostgreSQL; SQLite's writers go one at a time anyway), then
+    # fails on the unique index: its caller rolls back (its whole filing) and replays the first
+    ctx.session.add(IdempotencyKey(user_id=ctx.user.id, key=key, request_hash=request_hash,
+                                   created_at=ctx.clock.now(), call_id=call.id))
     ctx.session.flush()
     return Filing(call, False, step.open_items)
 

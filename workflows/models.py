@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from engine import writes
+from engine import ids, writes
 from engine.db import Base, UTCDateTime
 
 UNIT_KINDS = ("district", "street", "community", "department")
@@ -303,5 +303,7 @@ class WebhookAttempt(Base):
     outcome: Mapped[str] = mapped_column(String(16))  # delivered, retry, dead, late (the claim had lapsed)
 
 
-# a step writes its call's changed columns with a plain UPDATE (engine.writes); new calls go through the ORM
-writes.register(Call)
+# a step writes its call's changed columns with a plain UPDATE (engine.writes); a new call whose id was taken
+# beforehand (engine.ids: a filing) goes with the step's batch, any other through the ORM
+writes.register(Call, foreign={"reporter": ("reporter_id", "id")}, reserved_ids=True)
+ids.use_reserved_ids(Call)
