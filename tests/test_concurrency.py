@@ -49,7 +49,9 @@ def _prepare(services, username, item_id, action, data):
         ctx = ServiceContext(session, services.clock, get_user(session, username), sla=services.sla)
         item = session.get(WorkItem, item_id)
         assert item.instance.state  # load the instance now, before the race
-        return lambda: act_on_work_item(ctx, item_id, action, data)
+        # the closure keeps them: a session holds clean objects only weakly, and without a reference the
+        # action would read the row again, after the other thread's commit (a plain "already completed")
+        return lambda: (item, act_on_work_item(ctx, item_id, action, data))[1]
     return job
 
 
