@@ -25,7 +25,7 @@ from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.exc import StaleDataError
 
 from .audit import defer_insert, defer_until_commit, record_audit
-from .calendar import BusinessCalendar, CalendarError, Target, parse_office_hours
+from .calendar import PACKAGE_YEARS, BusinessCalendar, CalendarError, Target, parse_office_hours
 from .clock import Clock
 from .db import attach, held
 from .errors import StaleInstance, ValidationFailed, msg
@@ -463,8 +463,9 @@ class SlaKeeper:
             latest[(stage, unit)] = len(clocks.items) - 1
             wi.due_at = c.due_at
             if c.assumed_calendar:
-                log.warning("%s %s: deadline %s rests on dates beyond the official calendar data",
-                            subject, stage, c.due_at.isoformat())
+                log.warning("%s %s: deadline %s (overdue escalation %s) rests on days beyond the official "
+                            "holiday data (to the end of %d): weekdays assumed to be workdays",
+                            subject, stage, c.due_at.isoformat(), c.overdue_at.isoformat(), PACKAGE_YEARS[1])
                 record_audit(session, at=now, actor="calendar", action="calendar.assumed", subject=subject,
                              detail={"stage": stage, "unit": unit, "due_at": c.due_at.isoformat(),
                                      "message": "beyond the holiday data: weekdays assumed to be workdays"})
