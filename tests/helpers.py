@@ -1,13 +1,16 @@
 """A small driver for tests: every step is its own transaction, as a real request is.
 
-Each step loads the workflow from the database and saves it back, so every
-scenario played through it also saves and restores the workflow between steps.
+Each step restores the workflow from the state stored in the database and saves
+it back (the process's cache of restored workflows is emptied first, as on a
+worker that did not run the previous step), so every scenario played through it
+also saves and restores the workflow between steps.
 """
 from __future__ import annotations
 
 from sqlalchemy import func, select
 
 from engine.models import AuditEvent, ProcessInstance, WorkItem
+from engine.runtime import WORKFLOW_CACHE
 from workflows.calls import act_on_work_item, deliver_process_event, file_call, my_work, show_call
 from workflows.context import ServiceContext
 from workflows.models import Call
@@ -21,6 +24,11 @@ class District:
 
     def session(self):
         return self.services.session_factory()
+
+    @staticmethod
+    def _from_storage():
+        """The next step restores its workflow from the database, not from this process's cache."""
+        WORKFLOW_CACHE.clear()
 
     def ctx(self, session, username):
         return ServiceContext(session, self.clock, get_user(session, username), sla=self.services.sla)
@@ -55,6 +63,7 @@ class District:
         return self.act(wi.id, username, action, data)
 
     def act(self, item_id, username, action, data=None):
+        self._from_storage()
         with self.session() as s:
             out = act_on_work_item(self.ctx(s, username), item_id, action, data)
             s.commit()
@@ -63,6 +72,7 @@ class District:
     def deliver(self, number, task, owner, event, username="scheduler-test"):
         """Deliver an SLA event to the open ``task`` item owned by ``owner`` (as the scheduler will)."""
         [wi] = [w for w in self.items(number) if w.task_name == task and w.owner_unit == owner]
+        self._from_storage()
         with self.session() as s:
             ctx = self.ctx(s, "admin")
             caught = deliver_process_event(ctx, wi.id, event)
@@ -95,6 +105,7 @@ class District:
     def sweep(self) -> int:
         from web.scheduler import sweep_once
 
+        self._from_storage()
         return sweep_once(self.services)["fire_due_sla_clocks"]
 
     def advance_to(self, when) -> int:

@@ -1,10 +1,28 @@
 """The five scenarios of domain.md §6, end to end through the service layer.
 
-Every step is its own transaction, so the workflow is saved and restored between steps.
+Every step is its own transaction and restores the workflow from the database (tests/helpers.py), so the
+workflow is saved and restored between steps.
 """
 from __future__ import annotations
 
 from datetime import timedelta
+
+import engine.runtime
+
+
+def test_every_step_restores_the_workflow_from_the_database(district, monkeypatch):
+    restored = []
+    load_state = engine.runtime.load_state
+    monkeypatch.setattr(engine.runtime, "load_state", lambda *a: restored.append(1) or load_state(*a))
+    d = district
+    no = d.file("qingnian.grid", category="road_flooding")
+    steps = [("xiagang.dispatcher", "dispatch", {"lead": "water"}), ("water.staff", "sign", None),
+             ("water.staff", "done", {"result": "已疏通"}), ("qingnian.grid", "pass", None),
+             ("xiagang.dispatcher", "rate", {"satisfaction": "satisfied", "resolved": True})]
+    for n, (user, action, data) in enumerate(steps, start=1):
+        d.do(no, user, action, data)
+        assert len(restored) == n, action
+    assert d.call(no).status == "closed"
 
 
 def test_scenario_1_lift_and_cables_dispatched_to_three_departments_and_closed(district):
