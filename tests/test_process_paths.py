@@ -1,9 +1,53 @@
-"""Every path of bpmn/call_dispatch.bpmn, through the service layer (saved/restored between steps)."""
+"""Every path of bpmn/call_dispatch.bpmn, through the service layer (saved/restored between steps).
+
+The module records which sequence flows and boundary events its tests take; its last test fails if the
+diagram has one that none of them took (a new path in the diagram needs a test here).
+"""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from lxml import etree
+from SpiffWorkflow.util.task import TaskState
 
 from engine.errors import Conflict, ValidationFailed
+from engine.runtime import ProcessRuntime
+
+DIAGRAM = Path(__file__).resolve().parents[1] / "bpmn" / "call_dispatch.bpmn"
+BPMN = "{http://www.omg.org/spec/BPMN/20100524/MODEL}"
+_TAKEN: set[tuple[str, str]] = set()  # (source element, target element) of the flows taken
+_FIRED: set[str] = set()  # boundary events that fired
+_RAN: set[str] = set()  # node ids of this module's tests that ran
+_REACHED = TaskState.COMPLETED | TaskState.READY | TaskState.STARTED
+
+
+def _record(workflow) -> None:
+    for wf in (workflow, *workflow.subprocesses.values()):
+        for task in wf.tasks.values():
+            element = task.task_spec.bpmn_id
+            if not element or not task.has_state(_REACHED):
+                continue
+            source = task.parent  # the element it came from: the nearest ancestor that is a BPMN element
+            while source is not None and not source.task_spec.bpmn_id:
+                source = source.parent
+            if source is not None:
+                _TAKEN.add((source.task_spec.bpmn_id, element))
+            if type(task.task_spec).__name__ == "BoundaryEvent" and task.has_state(TaskState.COMPLETED):
+                _FIRED.add(element)
+
+
+@pytest.fixture(autouse=True)
+def _record_paths(request, monkeypatch):
+    save = ProcessRuntime._save
+
+    def recording(self, instance, workflow, *args, **kwargs):
+        _record(workflow)
+        return save(self, instance, workflow, *args, **kwargs)
+
+    monkeypatch.setattr(ProcessRuntime, "_save", recording)
+    yield
+    _RAN.add(request.node.nodeid)
 
 
 def _dispatched(d, category="road_flooding", lead="water", assists=()):
@@ -129,7 +173,9 @@ def test_street_handling_overdue_goes_to_the_district(district):
     d = district
     no = d.file("qingnian.grid", category="other")
     d.do(no, "xiagang.dispatcher", "handle")
+    assert d.deliver(no, "street_handle", "xiagang", "sla_warning") == 1
     assert d.deliver(no, "street_handle", "xiagang", "sla_breach") == 1
+    assert d.open_tasks(no) == [("street_handle", "xiagang")]
     assert d.deliver(no, "street_handle", "xiagang", "sla_overdue") == 1
     assert d.open_tasks(no) == [("district_coordinate", "huangpu")]
 
@@ -142,6 +188,29 @@ def test_sign_warning_and_breach_leave_the_department_on_it(district):
     assert d.deliver(no, "sign", "water", "sla_warning") == 1
     assert d.deliver(no, "sign", "water", "sla_breach") == 1
     assert d.open_tasks(no) == [("sign", "water")]
+
+
+def test_sign_still_missing_5_working_days_after_the_breach_goes_to_the_district(district):
+    """督办: a department that never signs does not hold the call at the street for ever."""
+    d = district
+    no = _dispatched(d, assists=["transport"])
+    d.do(no, "transport.staff", "sign")
+    assert d.deliver(no, "sign", "water", "sla_overdue") == 1
+    assert d.open_tasks(no) == [("district_coordinate", "huangpu")]
+    [coord] = d.items(no, "huangpu.dispatcher")
+    assert coord.context["supervised_department"] == "water"
+    assert d.call(no).level == "district"
+
+
+def test_sign_overdue_at_the_district_is_recorded_and_the_department_must_still_sign(district):
+    d = district
+    no = d.file("qingnian.grid", category="joint_pollution")
+    d.do(no, "huangpu.dispatcher", "coordinate", {"lead": "water"})
+    assert d.deliver(no, "sign", "water", "sla_overdue") == 1
+    assert d.open_tasks(no) == [("sign", "water")] and d.call(no).level == "district"
+    assert "event.sla_overdue" in [e.action for e in d.view(no).timeline]
+    d.do(no, "water.staff", "sign")
+    assert d.open_tasks(no) == [("resolve", "water")]
 
 
 def test_dispute_at_sign_confirmed_keeps_the_department(district):
@@ -167,6 +236,29 @@ def test_reassign_moves_only_that_department_and_counts_on_the_dispatcher(distri
     for dept in ("police", "market"):
         d.do(no, f"{dept}.staff", "sign")
         d.do(no, f"{dept}.staff", "done", {"result": "ok"})
+    assert d.call(no).status == "verify"
+
+
+def test_dispute_before_signing_reassigned_moves_the_sign_to_the_new_department(district):
+    d = district
+    no = _dispatched(d, "street_vending", "urban")
+    d.do(no, "urban.staff", "dispute", {"reason": "摊点在小区红线内"})
+    d.do(no, "xiagang.dispatcher", "reassign", {"department": "market"})
+    assert d.open_tasks(no) == [("sign", "market")]
+    assert d.call(no).status == "dispatched"
+    d.do(no, "market.staff", "sign")
+    assert d.open_tasks(no) == [("resolve", "market")]
+
+
+def test_dispute_confirmed_with_added_assistants_gives_them_their_own_work(district):
+    d = district
+    no = _dispatched(d, "street_vending", "urban")
+    d.do(no, "urban.staff", "sign")
+    d.do(no, "urban.staff", "dispute", {"reason": "需物业配合"})
+    d.do(no, "xiagang.dispatcher", "confirm", {"note": "城管牵头", "assists": ["market"]})
+    assert d.open_tasks(no) == [("assist_work", "market"), ("resolve", "urban")]
+    d.do(no, "market.staff", "done", {"result": "已约谈物业"})
+    d.do(no, "urban.staff", "done", {"result": "已清理"})
     assert d.call(no).status == "verify"
 
 
@@ -230,12 +322,22 @@ def test_extension_request_is_ruled_by_the_street_while_work_goes_on(district, r
     assert f"rule_extension.{ruling}" in timeline
 
 
-def test_resolve_breach_is_a_reminder_only(district):
+def test_resolve_warning_and_breach_are_reminders_only(district):
     d = district
     no = _dispatched(d)
     d.do(no, "water.staff", "sign")
+    assert d.deliver(no, "resolve", "water", "sla_warning") == 1
     assert d.deliver(no, "resolve", "water", "sla_breach") == 1
     assert d.open_tasks(no) == [("resolve", "water")]
+
+
+def test_resolve_overdue_at_the_district_keeps_the_department_on_it(district):
+    d = district
+    no = d.file("qingnian.grid", category="joint_pollution")
+    d.do(no, "huangpu.dispatcher", "coordinate", {"lead": "water"})
+    d.do(no, "water.staff", "sign")
+    assert d.deliver(no, "resolve", "water", "sla_overdue") == 1
+    assert d.open_tasks(no) == [("resolve", "water")] and d.call(no).level == "district"
 
 
 # ---- verification and feedback -------------------------------------------------------------------
@@ -293,6 +395,7 @@ def test_feedback_breach_and_district_coordination_breach_are_reminders(district
     d.do(no, "water.staff", "sign")
     d.do(no, "water.staff", "done", {"result": "ok"})
     d.do(no, "qingnian.grid", "pass")
+    assert d.deliver(no, "feedback", "xiagang", "sla_warning") == 1
     assert d.deliver(no, "feedback", "xiagang", "sla_breach") == 1
     assert d.open_tasks(no) == [("feedback", "xiagang")]
 
@@ -306,6 +409,21 @@ def test_unsatisfied_feedback_reopens_for_triage(district):
     d.do(no, "xiagang.dispatcher", "rate", {"satisfaction": "basically_satisfied", "resolved": False})
     call = d.call(no)
     assert call.status == "triage" and call.reopen_count == 1
+
+
+def test_third_reopen_becomes_a_problem_ticket_at_the_district(district):
+    d = district
+    no = d.file("qingnian.grid", category="restaurant_fumes")
+    for reopen in (1, 2, 3):
+        d.do(no, "xiagang.dispatcher", "dispatch", {"lead": "eco"})
+        d.do(no, "eco.staff", "sign")
+        d.do(no, "eco.staff", "done", {"result": "已整改"})
+        d.do(no, "qingnian.grid", "pass")
+        d.do(no, "xiagang.dispatcher", "rate", {"satisfaction": "unsatisfied", "resolved": False})
+        call = d.call(no)
+        assert call.reopen_count == reopen
+    assert call.problem_ticket and call.level == "district"
+    assert d.open_tasks(no) == [("district_coordinate", "huangpu")]
 
 
 def test_urgent_categories_get_the_urgent_sla_class(district):
@@ -324,3 +442,17 @@ def test_overdue_escalation_cancels_pending_rulings_of_that_department(district)
     assert d.open_tasks(no) == [("resolve", "water"), ("rule_extension", "xiagang"), ("rule_extension", "xiagang")]
     assert d.deliver(no, "resolve", "water", "sla_overdue") == 1
     assert d.open_tasks(no) == [("district_coordinate", "huangpu")]
+
+
+# ---- coverage of the diagram (keep last) -----------------------------------------------------------
+
+def test_every_sequence_flow_and_boundary_event_is_taken_by_a_test_above(request):
+    mine = {item.nodeid for item in request.session.items
+            if item.path == request.path and item.nodeid != request.node.nodeid}
+    if not mine <= _RAN:
+        pytest.skip("needs the whole module in one run (it checks what the other tests took)")
+    tree = etree.parse(str(DIAGRAM))
+    flows = {(f.get("sourceRef"), f.get("targetRef")): f.get("id") for f in tree.iter(f"{BPMN}sequenceFlow")}
+    boundaries = {b.get("id") for b in tree.iter(f"{BPMN}boundaryEvent")}
+    assert sorted(flow for pair, flow in flows.items() if pair not in _TAKEN) == []
+    assert sorted(boundaries - _FIRED) == []
