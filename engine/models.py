@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from . import writes
@@ -107,6 +107,29 @@ class AuditEvent(Base):
     old: Mapped[dict | None] = mapped_column(JSON)
     new: Mapped[dict | None] = mapped_column(JSON)
     detail: Mapped[dict | None] = mapped_column(JSON)
+
+
+# The audit log is append-only in the database itself, not only by convention: an UPDATE or DELETE of a row
+# (from this code, a console, another application) is refused.  Its own migration (0010) runs the same.
+APPEND_ONLY_MESSAGE = "engine_audit_event is append-only: its rows cannot be changed or deleted"
+APPEND_ONLY_DDL = {
+    "sqlite": [f"CREATE TRIGGER engine_audit_event_no_{op.lower()} BEFORE {op} ON engine_audit_event "
+               f"BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY_MESSAGE}'); END" for op in ("UPDATE", "DELETE")],
+    "postgresql": [
+        "CREATE OR REPLACE FUNCTION engine_audit_event_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        f"BEGIN RAISE EXCEPTION '{APPEND_ONLY_MESSAGE}' USING ERRCODE = 'insufficient_privilege'; END $$",
+        "CREATE TRIGGER engine_audit_event_append_only BEFORE UPDATE OR DELETE ON engine_audit_event "
+        "FOR EACH ROW EXECUTE FUNCTION engine_audit_event_append_only()",
+        "CREATE TRIGGER engine_audit_event_no_truncate BEFORE TRUNCATE ON engine_audit_event "
+        "FOR EACH STATEMENT EXECUTE FUNCTION engine_audit_event_append_only()",
+    ],
+}
+
+
+@event.listens_for(AuditEvent.__table__, "after_create")
+def _append_only(_table, connection, **_kwargs):
+    for statement in APPEND_ONLY_DDL.get(connection.dialect.name, ()):
+        connection.exec_driver_sql(statement)
 
 
 class ClockState(Base):

@@ -10,6 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
@@ -45,7 +46,31 @@ def test_migrations_create_exactly_the_models_schema(backend, tmp_path):
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert diff == [], diff
         assert "alembic_version" in inspect(conn).get_table_names()
+    _assert_audit_log_is_append_only(services.engine)
     services.engine.dispose()
+
+
+def _assert_audit_log_is_append_only(engine):
+    """Rows go in; no UPDATE, DELETE (or TRUNCATE) takes them out again, whoever sends it."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO engine_audit_event (occurred_at, actor, action, subject) "
+                          "VALUES ('2026-10-12 01:00:00', 'tester', 'call.filed', 'HY1')"))
+    refused = ["UPDATE engine_audit_event SET actor = 'someone else'", "DELETE FROM engine_audit_event"]
+    if engine.dialect.name == "postgresql":
+        refused.append("TRUNCATE engine_audit_event")
+    for statement in refused:
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.execute(text(statement))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT actor FROM engine_audit_event WHERE subject = 'HY1'")).scalars().all() == ["tester"]
+
+
+def test_the_audit_log_is_append_only(services):
+    """The same for a database made from the models (as the tests' and the benchmark's are)."""
+    _assert_audit_log_is_append_only(services.engine)
 
 
 def _free_port() -> int:
