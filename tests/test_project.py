@@ -137,3 +137,50 @@ def test_make_run_steps_serve_a_fresh_database(tmp_path):
         server.terminate()
         server.wait(timeout=10)
         server.stdout.close()
+
+
+def _pins(lines) -> dict[str, str]:
+    from packaging.requirements import Requirement
+
+    pins = {}
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        if line:
+            req = Requirement(line)
+            [spec] = req.specifier
+            assert spec.operator == "==", f"{line}: not an exact pin"
+            pins[req.name.lower().replace("_", "-")] = spec.version
+    return pins
+
+
+def test_every_installed_package_is_pinned_and_setup_cfg_agrees_with_the_constraints():
+    """`make` installs with constraints.txt: every distribution in the venv (dependencies of dependencies
+    too) is pinned there at the version installed, and setup.cfg's own pins say the same."""
+    import configparser
+    from importlib.metadata import distributions
+
+    constraints = _pins((PROJECT_ROOT / "constraints.txt").read_text().splitlines())
+    cfg = configparser.ConfigParser()
+    cfg.read(PROJECT_ROOT / "setup.cfg")
+    direct = _pins(cfg["options"]["install_requires"].splitlines() + cfg["options.extras_require"]["test"].splitlines())
+    assert {k: v for k, v in direct.items() if constraints.get(k) != v} == {}
+    # what huying[test] needs, and what that needs in turn, as installed
+    from packaging.requirements import Requirement
+
+    installed = {d.metadata["Name"].lower().replace("_", "-"): d for d in distributions()}
+    requested = cfg["options"]["install_requires"].splitlines() + cfg["options.extras_require"]["test"].splitlines()
+    needed, todo, seen = {}, [Requirement(r) for r in requested if r.strip()], set()
+    while todo:
+        req = todo.pop()
+        name = req.name.lower().replace("_", "-")
+        if (name, tuple(sorted(req.extras))) in seen:
+            continue
+        seen.add((name, tuple(sorted(req.extras))))
+        dist = installed[name]
+        needed[name] = dist.version
+        for text in dist.requires or ():
+            sub = Requirement(text)
+            if sub.marker is None or any(sub.marker.evaluate({"extra": e}) for e in (*req.extras, "")):
+                todo.append(sub)
+    assert len(needed) > len(direct)
+    assert {k: v for k, v in needed.items() if constraints.get(k) != v} == {}
