@@ -13,18 +13,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import defusedxml.ElementTree as safe_et
 from defusedxml import DefusedXmlException
 from lxml import etree
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from SpiffWorkflow.dmn.engine.DMNEngine import DMNEngine
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from .audit import record_audit
 from .errors import InvalidDefinition, NotFound, msg
 from .models import ProcessDefinition
-from .spiff import ParsedProcess, dump_specs, load_specs, new_parser, scoped_events
+from .spiff import SCRIPT_ENGINE, ParsedProcess, dump_specs, load_specs, new_parser, scoped_events
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
@@ -100,6 +103,203 @@ def _check_semantics(name: str, root) -> None:
                                         file=name, id=script.get("id"), error=exc.msg, line=exc.lineno)) from None
 
 
+# What a sequence flow may connect, a boundary event sit on and a lane hold (BPMN 2.0 flow nodes).
+_ACTIVITIES = frozenset({"task", "userTask", "manualTask", "serviceTask", "scriptTask", "businessRuleTask", "sendTask",
+                         "receiveTask", "subProcess", "callActivity", "transaction", "adHocSubProcess"})
+_FLOW_NODES = _ACTIVITIES | {"startEvent", "endEvent", "intermediateCatchEvent", "intermediateThrowEvent",
+                             "boundaryEvent", "exclusiveGateway", "inclusiveGateway", "parallelGateway",
+                             "eventBasedGateway", "complexGateway"}
+# event definition -> the attribute naming its root element, and that element (looked up in the same file)
+_EVENT_REFS = {"signalEventDefinition": ("signalRef", "signal"), "messageEventDefinition": ("messageRef", "message"),
+               "errorEventDefinition": ("errorRef", "error"),
+               "escalationEventDefinition": ("escalationRef", "escalation")}
+
+
+def _local(el) -> str:
+    return etree.QName(el).localname
+
+
+def _is_bpmn(el, kinds) -> bool:
+    return isinstance(el.tag, str) and etree.QName(el).namespace == BPMN_NS and _local(el) in kinds
+
+
+def _label(el) -> str:
+    nm = el.get("name")
+    return f"{_local(el)} '{el.get('id')}'" + (f" ({nm})" if nm else "")
+
+
+def _scope(el) -> str:
+    """The process or sub-process an element belongs to, e.g. "process 'call_dispatch'"."""
+    node = el.getparent()
+    while node is not None and not _is_bpmn(node, {"process", "subProcess", "transaction", "adHocSubProcess"}):
+        node = node.getparent()
+    return f"{_local(node)} '{node.get('id')}'" if node is not None else "the file"
+
+
+def _elsewhere(by_id: dict, ref: str | None) -> str:
+    found = by_id.get(ref)
+    if found is None:
+        return "no element of the file has that id"
+    return f"that is {_label(found)} in {_scope(found)}"
+
+
+def _check_references(name: str, root) -> None:
+    """Ids one element gives for another that SpiffWorkflow drops silently or reports misleadingly.
+
+    Sequence flows, boundary events, default flows, lanes and event definitions
+    must name an element that exists where BPMN puts it; otherwise the parser
+    drops a boundary event (and with it the task's SLA hooks), a lane entry (the
+    task's queue) or a default flow, or names the wrong element in its error.
+    """
+    ns = {"bpmn": BPMN_NS}
+    by_id = {el.get("id"): el for el in root.iter() if isinstance(el.tag, str) and el.get("id")}
+
+    def refuse(el, text: str):
+        raise InvalidDefinition(f"{name} line {el.sourceline}: {_label(el)}: {text}")
+
+    for flow in root.iter(f"{{{BPMN_NS}}}sequenceFlow"):
+        for attr in ("sourceRef", "targetRef"):
+            ref = flow.get(attr)
+            node = by_id.get(ref)
+            if node is None or node.getparent() is not flow.getparent() or not _is_bpmn(node, _FLOW_NODES):
+                refuse(flow, f"{attr} '{ref}' names no flow node of {_scope(flow)} ({_elsewhere(by_id, ref)})")
+    for event in root.iter(f"{{{BPMN_NS}}}boundaryEvent"):
+        ref = event.get("attachedToRef")
+        node = by_id.get(ref)
+        if node is None or node.getparent() is not event.getparent() or not _is_bpmn(node, _ACTIVITIES):
+            refuse(event, f"attachedToRef '{ref}' names no activity of {_scope(event)} ({_elsewhere(by_id, ref)}): "
+                          f"the event would be dropped")
+    for el in root.xpath("//bpmn:*[@default]", namespaces=ns):
+        ref = el.get("default")
+        flow = by_id.get(ref)
+        if flow is None or not _is_bpmn(flow, {"sequenceFlow"}) or flow.get("sourceRef") != el.get("id"):
+            refuse(el, f"default flow '{ref}' is not a sequence flow leaving it ({_elsewhere(by_id, ref)})")
+    for lane in root.iter(f"{{{BPMN_NS}}}lane"):
+        container = lane.getparent()
+        while container is not None and _local(container) in ("laneSet", "lane", "childLaneSet"):
+            container = container.getparent()
+        for ref_el in lane.xpath("./bpmn:flowNodeRef", namespaces=ns):
+            ref = ref_el.text
+            node = by_id.get(ref)
+            if ref is not None and (node is None or not _is_bpmn(node, _FLOW_NODES)
+                                    or container not in node.iterancestors()):
+                refuse(lane, f"flowNodeRef '{ref}' (line {ref_el.sourceline}) names no flow node of "
+                             f"{_scope(lane)} ({_elsewhere(by_id, ref)})")
+    for kind, (attr, target) in _EVENT_REFS.items():
+        for definition in root.iter(f"{{{BPMN_NS}}}{kind}"):
+            ref = definition.get(attr)
+            if ref is None:
+                continue  # the event's own name is used
+            if not root.xpath(f"/bpmn:definitions/bpmn:{target}[@id=$r]", r=ref, namespaces=ns):
+                known = sorted(root.xpath(f"/bpmn:definitions/bpmn:{target}/@id", namespaces=ns))
+                refuse(definition.getparent(), f"{attr} '{ref}' names no {target} of this file "
+                                               f"(defined: {', '.join(known) or 'none'})")
+
+
+def _called_decisions(bpmn_roots: Mapping[str, object], decisions: Mapping[str, str]) -> None:
+    """Every businessRuleTask calls a decision one of the bundle's DMN files defines."""
+    ns = {"bpmn": BPMN_NS, "spiffworkflow": SPIFF_NS}
+    for name, root in bpmn_roots.items():
+        for task in root.iter(f"{{{BPMN_NS}}}businessRuleTask"):
+            refs = task.xpath("./bpmn:extensionElements/spiffworkflow:calledDecisionId", namespaces=ns)
+            ref = refs[-1].text if refs else None
+            if ref not in decisions:
+                known = ", ".join(f"'{d}' ({f})" for d, f in sorted(decisions.items())) or "none"
+                called = f"calls decision '{ref}'" if ref else "calls no decision (spiffworkflow:calledDecisionId)"
+                raise InvalidDefinition(f"{name} line {task.sourceline}: {_label(task)} {called}, but no DMN file "
+                                        f"deployed with it defines that decision (decisions given: {known})")
+
+
+def _decision_id(name: str, root, decisions: Mapping[str, str]) -> str:
+    """The one decision a DMN file defines, not defined by another file of the bundle too (the last would win)."""
+    tag = etree.QName(root)
+    if tag.localname != "definitions" or not tag.namespace:
+        raise InvalidDefinition(f"{name}: not a DMN file (its root element is <{tag.localname}>, not a DMN "
+                                f"<definitions>)")
+    found = root.xpath("dmn:decision/@id", namespaces={"dmn": tag.namespace})
+    if len(found) != 1:
+        raise InvalidDefinition(f"{name}: {len(found) or 'no'} decisions in this file: a DMN file holds one decision "
+                                f"table")
+    if found[0] in decisions:
+        raise InvalidDefinition(f"{name}: decision '{found[0]}' is also defined by {decisions[found[0]]}: deploy one "
+                                f"table per decision")
+    return found[0]
+
+
+class _CompilingScriptEngine:
+    """What SpiffWorkflow's DMN engine asks of the script engine, compiling each expression instead of running it.
+
+    :meth:`DMNEngine.evaluate` turns a rule's input entry into the expression the
+    engine runs (``(category) == ("gas_leak")``, ``urgency< 5``, ``4 < ? < 6``); going
+    through it with this engine checks that expression exactly as the running
+    engine will compile it (:data:`SCRIPT_ENGINE`'s syntax check, then ``eval``).
+    """
+
+    def validate(self, expression):
+        SCRIPT_ENGINE.validate(expression)
+
+    def evaluate(self, task, expression, external_context=None):
+        compile(expression, "<dmn>", "eval")
+        return True
+
+
+_COMPILING_TASK = SimpleNamespace(workflow=SimpleNamespace(script_engine=_CompilingScriptEngine()))
+
+
+def _check_decision(name: str, root, dmn_parser) -> None:
+    """Rule by rule, the input entries of a decision table compile as the DMN engine will run them.
+
+    SpiffWorkflow checks the output entries when it parses a table, the input
+    entries only when a call meets them: a broken test would fail every call.
+    """
+    dmn = {"dmn": etree.QName(root).namespace}
+    for table in root.xpath("dmn:decision/dmn:decisionTable", namespaces=dmn):
+        columns = len(table.xpath("dmn:input", namespaces=dmn))
+        for number, rule in enumerate(table.xpath("dmn:rule", namespaces=dmn), 1):
+            entries = len(rule.xpath("dmn:inputEntry", namespaces=dmn))
+            if entries != columns:
+                raise InvalidDefinition(f"{name} line {rule.sourceline}: decision table '{table.get('id')}', rule "
+                                        f"{number} '{rule.get('id')}' has {entries} input entries for {columns} "
+                                        f"input columns")
+    try:
+        dmn_parser.parse()  # a ValidationException (e.g. a malformed output entry) is described by the caller
+    except (KeyError, IndexError, AttributeError, TypeError, ValueError) as exc:
+        raise InvalidDefinition(f"{name}: decision '{dmn_parser.bpmn_id}' cannot be read: {exc!r}") from None
+    decision = dmn_parser.decision
+
+    def refuse(table, element_id: str, where: str, what: str, exc: Exception):
+        found = root.xpath("//*[@id=$i]", i=element_id)
+        line = f" line {found[0].sourceline}" if found else ""
+        raise InvalidDefinition(f"{name}{line}: decision table '{table.id}' of decision '{decision.id}'"
+                                f"{f' ({decision.name})' if decision.name else ''}, {where}: {what}: "
+                                f"{getattr(exc, 'msg', None) or exc}") from None
+
+    for table in decision.decisionTables:
+        engine = DMNEngine(table)
+        used = set()  # the columns a rule tests (the engine reads a column's expression only then)
+        for rule in table.rules:
+            for entry in rule.inputEntries:
+                column = entry.input
+                label = f"input column '{column.label or column.name}' ({column.id})"
+                # without an expression the engine takes the value from the task data: test against a constant
+                expression = column.expression or "None"
+                for test in entry.lhs:
+                    if test is None:
+                        continue
+                    if column.id not in used:
+                        used.add(column.id)
+                        try:
+                            compile(expression, "<dmn>", "eval")
+                        except (SyntaxError, ValueError) as exc:
+                            refuse(table, column.id, label,
+                                   f"its input expression {expression!r} is not a valid expression", exc)
+                    try:
+                        engine.evaluate(expression, test, _COMPILING_TASK)
+                    except (SyntaxError, ValueError) as exc:
+                        refuse(table, entry.id, f"rule {rule.row_number} '{rule.id}', {label}",
+                               f"input entry {test!r} is not a valid test of {expression!r}", exc)
+
+
 def _root_processes(bpmn_roots: Mapping[str, object]) -> list[str]:
     ns = {"bpmn": BPMN_NS}
     executable, called = [], set()
@@ -110,32 +310,43 @@ def _root_processes(bpmn_roots: Mapping[str, object]) -> list[str]:
     return [p for p in executable if p not in called]
 
 
-def parse_bundle(files: Mapping[str, bytes | str]) -> dict[str, ParsedProcess]:
+def parse_bundle(files: Mapping[str, bytes | str], *, our_rules: bool = True) -> dict[str, ParsedProcess]:
     """Validate and parse a bundle of BPMN/DMN files; returns the parsed root processes by id.
 
     Raises :class:`InvalidDefinition` naming the file and the element at fault.
-    Nothing is stored: this is what ``huying bpmn validate`` runs.
+    Nothing is stored: this is what ``huying bpmn validate`` runs.  ``our_rules=False``
+    re-parses a version already deployed: its files passed the rules of their day, and
+    calls running on it must not stop because a rule was added since.
     """
     if not files:
         raise InvalidDefinition(msg("no files given"))
     parser = new_parser(validate=True)
     roots = {}
     bpmn_roots = {}
+    decisions = {}  # decision id -> the DMN file defining it
     for name, data in files.items():
         raw = data.encode("utf-8") if isinstance(data, str) else data
         root = _safe_tree(name, raw)
         roots[name] = root
         try:
             if name.endswith(".dmn"):
+                decision_id = _decision_id(name, root, decisions) if our_rules else None
                 parser.add_dmn_xml(root, filename=name)
+                if our_rules:
+                    _check_decision(name, root, parser.dmn_parsers[decision_id])
+                    decisions[decision_id] = name
             elif name.endswith(".bpmn"):
-                _check_semantics(name, root)
-                parser.add_bpmn_xml(root, filename=name)
+                parser.add_bpmn_xml(root, filename=name)  # the schema first: the checks below read valid BPMN
+                if our_rules:
+                    _check_references(name, root)
+                    _check_semantics(name, root)
                 bpmn_roots[name] = root
             else:
                 raise InvalidDefinition(msg("%(file)s: only .bpmn and .dmn files can be deployed", file=name))
         except ValidationException as exc:
             raise InvalidDefinition(_describe(exc, roots.get(exc.file_name or name))) from None
+    if our_rules:
+        _called_decisions(bpmn_roots, decisions)
     process_ids = _root_processes(bpmn_roots)
     if not process_ids:
         raise InvalidDefinition(msg("no executable process found (isExecutable='true') in %(files)s",
@@ -194,7 +405,8 @@ def deploy(session: Session, files: Mapping[str, bytes | str], *, at: datetime, 
     """Validate, parse and store a new version of every root process in ``files``.
 
     An identical bundle already deployed as the latest version is not stored again.
-    Raises :class:`InvalidDefinition`; on error nothing is written.
+    Each new version is audited (``definition.deployed``: who, the previous version, the new one with its
+    hash and files), in the caller's transaction. Raises :class:`InvalidDefinition`; on error nothing is written.
     """
     parsed = parse_bundle(files)
     digest = bundle_hash(files)
@@ -212,6 +424,9 @@ def deploy(session: Session, files: Mapping[str, bytes | str], *, at: datetime, 
         session.add(row)
         session.flush()
         SPEC_CACHE.put(row.id, digest, proc)
+        record_audit(session, at=at, actor=actor, action="definition.deployed", subject=pid,
+                     old={"version": latest.version} if latest is not None else None,
+                     new={"version": version, "sha256": digest, "files": sorted(texts)}, detail={"note": note})
         results.append(DeployResult(pid, version, row.id, True))
     return results
 
@@ -249,7 +464,7 @@ class SpecCache:
             try:
                 parsed = load_specs(definition.process_id, definition.spec_json)
             except Exception:  # noqa: BLE001 - e.g. a spec stored by an older SpiffWorkflow: re-parse the XML
-                parsed = parse_bundle(definition.files)[definition.process_id]
+                parsed = parse_bundle(definition.files, our_rules=False)[definition.process_id]
             self.put(definition.id, definition.sha256, parsed)
         return parsed
 

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select
 
 from config.settings import PROJECT_ROOT
+from engine.models import AuditEvent
 from web.cli import main
 
 
@@ -99,6 +101,49 @@ def test_bpmn_validate_and_deploy(cli, tmp_path):
     no = cli.json("call", "file", "--user", "qingnian.grid", "--category", "road_flooding",
                   "--description", "x", "--location", "y")["number"]
     assert cli.json("call", "show", no)["level"] == "district"
+
+
+BAD_FILES = {  # a bad copy of a shipped file: (file, old text, new text) and what the message must name
+    "routing rule": ("routing.dmn", '<text>"gas_leak"</text>', '<text>"gas_leak" ((( ==</text>',
+                     ["routing.dmn line 21", "DecisionTable_routing", "rule 1 'Rule_gas_leak'", "Input_category"]),
+    "boundary event": ("call_dispatch.bpmn", 'attachedToRef="street_triage"', 'attachedToRef="street_triag"',
+                       ["boundaryEvent 'street_triage_sla_warning'", "attachedToRef 'street_triag'"]),
+    "sequence flow": ("call_dispatch.bpmn", 'targetRef="route_call"', 'targetRef="route"',
+                      ["sequenceFlow 'flow_call_filed__route_call'", "targetRef 'route'"]),
+}
+
+
+def _deploy_audit(services):
+    with services.session_factory() as s:
+        return [(e.actor, e.subject, e.old, e.new["version"]) for e in s.scalars(
+            select(AuditEvent).where(AuditEvent.action == "definition.deployed").order_by(AuditEvent.id))]
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_bpmn_validate_and_deploy_refuse_a_bad_file_naming_the_element(cli, services, tmp_path, case):
+    name, old, new, needles = BAD_FILES[case]
+    files = {n: str(PROJECT_ROOT / "bpmn" / n) for n in ("call_dispatch.bpmn", "routing.dmn")}
+    text = Path(files[name]).read_text(encoding="utf-8")
+    assert old in text
+    (tmp_path / name).write_text(text.replace(old, new, 1), encoding="utf-8")
+    files[name] = str(tmp_path / name)
+    r = cli("bpmn", "validate", *files.values(), expect=7)
+    assert r.stdout == "" and all(n in r.stderr for n in needles), r.stderr
+    listed, audited = cli("bpmn", "list").stdout, _deploy_audit(services)
+    r = cli("bpmn", "deploy", *files.values(), expect=7)
+    assert all(n in r.stderr for n in needles), r.stderr
+    assert cli("bpmn", "list").stdout == listed and "call_dispatch v2" not in listed
+    assert _deploy_audit(services) == audited, "a refused deploy writes no audit event"
+
+
+def test_bpmn_deploy_is_audited_as_the_deploying_user(cli, services):
+    alt = str(PROJECT_ROOT / "tests" / "data" / "routing_alt.dmn")
+    bpmn = str(PROJECT_ROOT / "bpmn" / "call_dispatch.bpmn")
+    assert _deploy_audit(services) == [("demo", "call_dispatch", None, 1)]
+    assert "call_dispatch: version 2" in cli("bpmn", "deploy", bpmn, alt, "--user", "admin").stdout
+    assert "unchanged" in cli("bpmn", "deploy", bpmn, alt).stdout
+    assert _deploy_audit(services) == [("demo", "call_dispatch", None, 1),
+                                       ("admin", "call_dispatch", {"version": 1}, 2)]
 
 
 def test_the_virtual_clock_is_shared_and_only_moves_forward(cli):

@@ -1,15 +1,16 @@
 """Deploying process definitions: validation (also of hostile XML), versions, routing swaps."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from config.settings import PROJECT_ROOT
-from engine.definitions import deploy, list_definitions, parse_bundle, read_files
+from engine.definitions import SPEC_CACHE, bundle_hash, deploy, list_definitions, parse_bundle, read_files
 from engine.errors import InvalidDefinition
-from engine.models import ProcessDefinition, ProcessInstance
+from engine.models import AuditEvent, ProcessDefinition, ProcessInstance
 from workflows.models import Call
 
 BPMN = PROJECT_ROOT / "bpmn" / "call_dispatch.bpmn"
@@ -52,6 +53,193 @@ def test_a_bad_diagram_is_refused_naming_what_is_wrong(case):
     with pytest.raises(InvalidDefinition) as err:
         parse_bundle(_bundle(mutate(BPMN.read_text(encoding="utf-8"))))
     assert needle in err.value.message
+
+
+def _edit(text: str, old: str, new: str) -> str:
+    """``text`` with the first ``old`` replaced (which must be there: a test of an unchanged file proves nothing)."""
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
+# Dangling references in the shipped diagram: each one named, with the id it names, in the message.
+# (SpiffWorkflow drops the first four silently or, for a flow, blames the task the flow leaves.)
+BAD_REFERENCES = {
+    "boundary event on a missing task": (
+        ('attachedToRef="community_handle" cancelActivity="false"', 'attachedToRef="community_handel" '
+                                                                    'cancelActivity="false"'),
+        ["boundaryEvent 'community_handle_sla_warning'", "attachedToRef 'community_handel'"]),
+    "boundary event on a gateway": (
+        ('id="verify_sla_breach" name="超时" attachedToRef="verify"', 'id="verify_sla_breach" name="超时" '
+                                                                     'attachedToRef="gw_verify"'),
+        ["boundaryEvent 'verify_sla_breach'", "exclusiveGateway 'gw_verify'"]),
+    "boundary event on a task of the other process": (
+        ('attachedToRef="street_triage"', 'attachedToRef="sign"'),
+        ["boundaryEvent 'street_triage_sla_warning'", "userTask 'sign'", "process 'department_work'"]),
+    "flow to a missing element": (
+        ('sourceRef="call_filed" targetRef="route_call"', 'sourceRef="call_filed" targetRef="route_cal"'),
+        ["sequenceFlow 'flow_call_filed__route_call'", "targetRef 'route_cal'"]),
+    "flow from a missing element": (
+        ('sourceRef="call_filed" targetRef="route_call"', 'sourceRef="call_file" targetRef="route_call"'),
+        ["sequenceFlow 'flow_call_filed__route_call'", "sourceRef 'call_file'"]),
+    "flow into the other process": (
+        ('sourceRef="call_filed" targetRef="route_call"', 'sourceRef="call_filed" targetRef="sign"'),
+        ["sequenceFlow 'flow_call_filed__route_call'", "targetRef 'sign'", "process 'department_work'"]),
+    "default flow missing": (
+        ('default="flow_gw_first_level__street_triage"', 'default="flow_gw_first_level__street"'),
+        ["exclusiveGateway 'gw_first_level'", "default flow 'flow_gw_first_level__street'"]),
+    "default flow of another gateway": (
+        ('default="flow_gw_first_level__street_triage"', 'default="flow_gw_verify__count_rework"'),
+        ["exclusiveGateway 'gw_first_level'", "default flow 'flow_gw_verify__count_rework'",
+         "not a sequence flow leaving it"]),
+    "lane naming a missing task": (
+        ("<bpmn:flowNodeRef>street_triage</bpmn:flowNodeRef>", "<bpmn:flowNodeRef>street_traige</bpmn:flowNodeRef>"),
+        ["lane 'lane_call_dispatch_street'", "flowNodeRef 'street_traige'"]),
+    "lane naming a task of the other process": (
+        ("<bpmn:flowNodeRef>street_triage</bpmn:flowNodeRef>", "<bpmn:flowNodeRef>sign</bpmn:flowNodeRef>"),
+        ["lane 'lane_call_dispatch_street'", "flowNodeRef 'sign'", "process 'department_work'"]),
+    "missing signal": (
+        ('signalRef="sig_dispute"', 'signalRef="sig_disput"'),
+        ["boundaryEvent 'sign_disputed'", "signalRef 'sig_disput'", "sig_dispute"]),
+    "missing escalation": (
+        ('escalationRef="esc_reassign"', 'escalationRef="esc_reasign"'),
+        ["intermediateThrowEvent 'throw_reassign'", "escalationRef 'esc_reasign'"]),
+    "missing message": (
+        ('<bpmn:signalEventDefinition signalRef="sig_dispute" />',
+         '<bpmn:messageEventDefinition messageRef="dispute" />'),
+        ["boundaryEvent 'sign_disputed'", "messageRef 'dispute'", "no message"]),
+    "missing error": (
+        ('<bpmn:escalationEventDefinition escalationRef="esc_supervise" />',
+         '<bpmn:errorEventDefinition errorRef="err_supervise" />'),
+        ["boundaryEvent 'department_dispatch_supervised'", "errorRef 'err_supervise'"]),
+    "missing decision": (
+        ("<spiffworkflow:calledDecisionId>routing</", "<spiffworkflow:calledDecisionId>routng</"),
+        ["businessRuleTask 'route_call'", "decision 'routng'", "'routing' (routing.dmn)"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REFERENCES))
+def test_a_dangling_reference_is_refused_naming_the_element_and_the_missing_id(case):
+    (old, new), needles = BAD_REFERENCES[case]
+    with pytest.raises(InvalidDefinition) as err:
+        parse_bundle(_bundle(_edit(BPMN.read_text(encoding="utf-8"), old, new)))
+    message = err.value.message
+    assert message.startswith("call_dispatch.bpmn line ")
+    assert all(n in message for n in needles), message
+    assert "found two items" not in message and "TypeError" not in message
+
+
+# Broken routing tables: the decision table, the rule and the input column are named.
+BAD_TABLES = {
+    "input entry syntax error": (
+        ('<text>"gas_leak"</text>', '<text>"gas_leak" ((( ==</text>'),
+        ["rule 1 'Rule_gas_leak'", "input column '类别 Category' (Input_category)", '"gas_leak" ((( ==']),
+    "input entry that is a statement": (
+        ('<inputEntry id="InputEntry_illegal_building_urgent_1">\n          <text>"urgent"</text>',
+         '<inputEntry id="InputEntry_illegal_building_urgent_1">\n          <text>urgency = "urgent"</text>'),
+        ["rule 4 'Rule_illegal_building_urgent'", "(Input_urgency)"]),
+    "broken input-value test": (
+        ('<text>"gas_leak"</text>', '<text>? in ("gas_leak",</text>'),
+        ["rule 1 'Rule_gas_leak'", "(Input_category)"]),
+    "broken input expression": (
+        ("<text>urgency</text>", "<text>urgency ===</text>"),
+        ["input column '紧急程度 Urgency' (Input_urgency)", "input expression 'urgency ==='"]),
+    "rule missing an input entry": (
+        ('<inputEntry id="InputEntry_gas_leak_1">\n          <text>-</text>\n        </inputEntry>', ""),
+        ["rule 1 'Rule_gas_leak'", "1 input entries for 2 input columns"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_TABLES))
+def test_a_broken_routing_rule_is_refused_naming_table_rule_and_column(case, tmp_path):
+    (old, new), needles = BAD_TABLES[case]
+    dmn = tmp_path / "routing.dmn"
+    dmn.write_text(_edit(DMN.read_text(encoding="utf-8"), old, new), encoding="utf-8")
+    with pytest.raises(InvalidDefinition) as err:
+        parse_bundle(_bundle(dmn=dmn))
+    message = err.value.message
+    assert message.startswith("routing.dmn line ") and "DecisionTable_routing" in message
+    assert all(n in message for n in needles), message
+
+
+def test_a_bundle_must_give_each_decision_once_and_the_decisions_its_diagram_calls():
+    with pytest.raises(InvalidDefinition, match="routing_alt.dmn: decision 'routing' is also defined by routing.dmn"):
+        parse_bundle({**_bundle(), "routing_alt.dmn": ALT_DMN.read_text(encoding="utf-8")})
+    with pytest.raises(InvalidDefinition, match="businessRuleTask 'route_call' .* calls decision 'routing'"):
+        parse_bundle({"call_dispatch.bpmn": BPMN.read_text(encoding="utf-8")})
+    no_decision = re.sub(r"<decision .*</decision>", "", DMN.read_text(encoding="utf-8"), flags=re.S)
+    with pytest.raises(InvalidDefinition, match="routing.dmn: no decisions in this file"):
+        parse_bundle({**_bundle(), "routing.dmn": no_decision})
+
+
+def test_unary_tests_and_expressions_in_input_entries_validate_and_route(district, services, tmp_path):
+    """The forms SpiffWorkflow's DMN engine runs: ``-``, a value, an operator and its right side, an expression of
+    ``?`` (the input value)."""
+    text = DMN.read_text(encoding="utf-8")
+    text = _edit(text, '<text>"gas_leak"</text>', '<text>? in ("gas_leak", "gas_smell")</text>')
+    text = _edit(text, '<inputEntry id="InputEntry_gas_leak_1">\n          <text>-</text>',
+                 '<inputEntry id="InputEntry_gas_leak_1">\n          <text>!= "no such urgency"</text>')
+    text = _edit(text, '<text>"road_collapse"</text>', '<text>== "road_collapse"</text>')
+    dmn = tmp_path / "routing.dmn"
+    dmn.write_text(text, encoding="utf-8")
+    with services.session_factory() as s:
+        [r] = deploy(s, _bundle(dmn=dmn), at=services.clock.now(), actor="admin")
+        s.commit()
+    assert (r.version, r.created) == (2, True)
+    assert (district.call(district.file(category="gas_leak")).suggested_lead,
+            district.call(district.file(category="road_collapse")).suggested_lead) == ("gas", "municipal")
+
+
+def _deployed(services):
+    with services.session_factory() as s:
+        versions = [(d.process_id, d.version, d.sha256) for d in list_definitions(s)]
+        audited = s.scalar(select(func.count()).select_from(AuditEvent))
+        return versions, audited
+
+
+@pytest.mark.parametrize("case", ["input entry syntax error", "boundary event on a missing task",
+                                  "flow to a missing element"])
+def test_a_refused_deploy_leaves_the_deployed_version_untouched_and_writes_no_audit(district, services, case,
+                                                                                      tmp_path):
+    bpmn, dmn = BPMN.read_text(encoding="utf-8"), DMN
+    if case in BAD_TABLES:
+        dmn = tmp_path / "routing.dmn"
+        dmn.write_text(_edit(DMN.read_text(encoding="utf-8"), *BAD_TABLES[case][0]), encoding="utf-8")
+    else:
+        bpmn = _edit(bpmn, *BAD_REFERENCES[case][0])
+    before = _deployed(services)
+    with services.session_factory() as s:
+        with pytest.raises(InvalidDefinition):
+            deploy(s, _bundle(bpmn, dmn=dmn), at=services.clock.now(), actor="admin")
+        s.rollback()
+    assert _deployed(services) == before
+    no = district.file(category="gas_leak")  # new calls still start and route on the deployed version
+    assert district.call(no).suggested_lead == "gas"
+
+
+def _deploy_events(services):
+    with services.session_factory() as s:
+        return [(e.actor, e.subject, e.old, e.new, e.detail) for e in s.scalars(
+            select(AuditEvent).where(AuditEvent.action == "definition.deployed").order_by(AuditEvent.id))]
+
+
+def test_a_deploy_is_audited_with_who_the_old_and_the_new_version(services):
+    [demo] = _deploy_events(services)  # the demo district's first version: nothing before it
+    files = ["call_dispatch.bpmn", "routing.dmn"]
+    with services.session_factory() as s:
+        [v1] = list_definitions(s)
+    assert demo == ("demo", "call_dispatch", None, {"version": 1, "sha256": v1.sha256, "files": files},
+                    {"note": "demo district"})
+    with services.session_factory() as s:
+        deploy(s, _bundle(dmn=ALT_DMN), at=services.clock.now(), actor="admin", note="road flooding to district")
+        s.commit()
+        v2 = list_definitions(s)[-1]
+    assert _deploy_events(services)[1:] == [
+        ("admin", "call_dispatch", {"version": 1}, {"version": 2, "sha256": v2.sha256, "files": files},
+         {"note": "road flooding to district"})]
+    with services.session_factory() as s:  # the same bundle again is no new version, and no event
+        [r] = deploy(s, _bundle(dmn=ALT_DMN), at=services.clock.now(), actor="admin")
+        s.commit()
+    assert not r.created and len(_deploy_events(services)) == 2
 
 
 XXE = """<?xml version="1.0"?>
@@ -138,6 +326,17 @@ def test_stored_specs_restore_without_reparsing(services):
         assert parsed.spec.name == "call_dispatch" and "department_work" in parsed.subprocess_specs
         SPEC_CACHE.clear()
         assert SPEC_CACHE.get(d).spec.name == "call_dispatch"
+
+
+def test_a_version_stored_before_a_rule_was_added_still_loads():
+    """Re-parsing a stored version (e.g. after a SpiffWorkflow upgrade) must not strand the calls running on it."""
+    files = _bundle(_edit(BPMN.read_text(encoding="utf-8"), "<bpmn:flowNodeRef>street_triage<",
+                          "<bpmn:flowNodeRef>street_traige<"))
+    with pytest.raises(InvalidDefinition, match="street_traige"):
+        parse_bundle(files)
+    stored = ProcessDefinition(id=424242, process_id="call_dispatch", version=7, sha256=bundle_hash(files),
+                               files=files, spec_json="{}")  # a spec this SpiffWorkflow cannot read
+    assert set(SPEC_CACHE.get(stored).subprocess_specs) == {"department_work"}
 
 
 def test_the_diagram_has_diagram_interchange_for_every_element():
