@@ -7,6 +7,7 @@ the version they started with.
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import threading
 from collections.abc import Mapping
@@ -136,11 +137,11 @@ def _scope(el) -> str:
     return f"{_local(node)} '{node.get('id')}'" if node is not None else "the file"
 
 
-def _elsewhere(by_id: dict, ref: str | None) -> str:
+def _elsewhere(by_id: dict, ref: str | None):
     found = by_id.get(ref)
     if found is None:
-        return "no element of the file has that id"
-    return f"that is {_label(found)} in {_scope(found)}"
+        return msg("no element of the file has that id")
+    return msg("that is %(element)s in %(scope)s", element=_label(found), scope=_scope(found))
 
 
 def _check_references(name: str, root) -> None:
@@ -154,26 +155,29 @@ def _check_references(name: str, root) -> None:
     ns = {"bpmn": BPMN_NS}
     by_id = {el.get("id"): el for el in root.iter() if isinstance(el.tag, str) and el.get("id")}
 
-    def refuse(el, text: str):
-        raise InvalidDefinition(f"{name} line {el.sourceline}: {_label(el)}: {text}")
+    def refuse(el, problem):
+        raise InvalidDefinition(msg("%(file)s line %(line)s: %(element)s: %(problem)s", file=name,
+                                    line=el.sourceline, element=_label(el), problem=problem))
 
     for flow in root.iter(f"{{{BPMN_NS}}}sequenceFlow"):
         for attr in ("sourceRef", "targetRef"):
             ref = flow.get(attr)
             node = by_id.get(ref)
             if node is None or node.getparent() is not flow.getparent() or not _is_bpmn(node, _FLOW_NODES):
-                refuse(flow, f"{attr} '{ref}' names no flow node of {_scope(flow)} ({_elsewhere(by_id, ref)})")
+                refuse(flow, msg("%(attr)s '%(ref)s' names no flow node of %(scope)s (%(found)s)",
+                                 attr=attr, ref=ref, scope=_scope(flow), found=_elsewhere(by_id, ref)))
     for event in root.iter(f"{{{BPMN_NS}}}boundaryEvent"):
         ref = event.get("attachedToRef")
         node = by_id.get(ref)
         if node is None or node.getparent() is not event.getparent() or not _is_bpmn(node, _ACTIVITIES):
-            refuse(event, f"attachedToRef '{ref}' names no activity of {_scope(event)} ({_elsewhere(by_id, ref)}): "
-                          f"the event would be dropped")
+            refuse(event, msg("attachedToRef '%(ref)s' names no activity of %(scope)s (%(found)s): the event would "
+                              "be dropped", ref=ref, scope=_scope(event), found=_elsewhere(by_id, ref)))
     for el in root.xpath("//bpmn:*[@default]", namespaces=ns):
         ref = el.get("default")
         flow = by_id.get(ref)
         if flow is None or not _is_bpmn(flow, {"sequenceFlow"}) or flow.get("sourceRef") != el.get("id"):
-            refuse(el, f"default flow '{ref}' is not a sequence flow leaving it ({_elsewhere(by_id, ref)})")
+            refuse(el, msg("default flow '%(ref)s' is not a sequence flow leaving it (%(found)s)", ref=ref,
+                           found=_elsewhere(by_id, ref)))
     for lane in root.iter(f"{{{BPMN_NS}}}lane"):
         container = lane.getparent()
         while container is not None and _local(container) in ("laneSet", "lane", "childLaneSet"):
@@ -183,8 +187,9 @@ def _check_references(name: str, root) -> None:
             node = by_id.get(ref)
             if ref is not None and (node is None or not _is_bpmn(node, _FLOW_NODES)
                                     or container not in node.iterancestors()):
-                refuse(lane, f"flowNodeRef '{ref}' (line {ref_el.sourceline}) names no flow node of "
-                             f"{_scope(lane)} ({_elsewhere(by_id, ref)})")
+                refuse(lane, msg("flowNodeRef '%(ref)s' (line %(ref_line)s) names no flow node of %(scope)s "
+                                 "(%(found)s)", ref=ref, ref_line=ref_el.sourceline, scope=_scope(lane),
+                                 found=_elsewhere(by_id, ref)))
     for kind, (attr, target) in _EVENT_REFS.items():
         for definition in root.iter(f"{{{BPMN_NS}}}{kind}"):
             ref = definition.get(attr)
@@ -192,8 +197,9 @@ def _check_references(name: str, root) -> None:
                 continue  # the event's own name is used
             if not root.xpath(f"/bpmn:definitions/bpmn:{target}[@id=$r]", r=ref, namespaces=ns):
                 known = sorted(root.xpath(f"/bpmn:definitions/bpmn:{target}/@id", namespaces=ns))
-                refuse(definition.getparent(), f"{attr} '{ref}' names no {target} of this file "
-                                               f"(defined: {', '.join(known) or 'none'})")
+                refuse(definition.getparent(), msg("%(attr)s '%(ref)s' names no %(target)s of this file "
+                                                   "(defined: %(known)s)", attr=attr, ref=ref, target=target,
+                                                   known=", ".join(known) or "-"))
 
 
 def _called_decisions(bpmn_roots: Mapping[str, object], decisions: Mapping[str, str]) -> None:
@@ -204,26 +210,43 @@ def _called_decisions(bpmn_roots: Mapping[str, object], decisions: Mapping[str, 
             refs = task.xpath("./bpmn:extensionElements/spiffworkflow:calledDecisionId", namespaces=ns)
             ref = refs[-1].text if refs else None
             if ref not in decisions:
-                known = ", ".join(f"'{d}' ({f})" for d, f in sorted(decisions.items())) or "none"
-                called = f"calls decision '{ref}'" if ref else "calls no decision (spiffworkflow:calledDecisionId)"
-                raise InvalidDefinition(f"{name} line {task.sourceline}: {_label(task)} {called}, but no DMN file "
-                                        f"deployed with it defines that decision (decisions given: {known})")
+                known = ", ".join(f"'{d}' ({f})" for d, f in sorted(decisions.items())) or "-"
+                raise InvalidDefinition(msg(
+                    "%(file)s line %(line)s: %(element)s calls decision '%(decision)s', but no DMN file deployed "
+                    "with it defines that decision (decisions given: %(known)s)", file=name, line=task.sourceline,
+                    element=_label(task), decision=ref or "", known=known))
 
 
 def _decision_id(name: str, root, decisions: Mapping[str, str]) -> str:
     """The one decision a DMN file defines, not defined by another file of the bundle too (the last would win)."""
     tag = etree.QName(root)
     if tag.localname != "definitions" or not tag.namespace:
-        raise InvalidDefinition(f"{name}: not a DMN file (its root element is <{tag.localname}>, not a DMN "
-                                f"<definitions>)")
+        raise InvalidDefinition(msg("%(file)s: not a DMN file (its root element is <%(tag)s>, not a DMN "
+                                    "<definitions>)", file=name, tag=tag.localname))
     found = root.xpath("dmn:decision/@id", namespaces={"dmn": tag.namespace})
     if len(found) != 1:
-        raise InvalidDefinition(f"{name}: {len(found) or 'no'} decisions in this file: a DMN file holds one decision "
-                                f"table")
+        raise InvalidDefinition(msg("%(file)s: %(count)s decisions in this file: a DMN file holds one decision table",
+                                    file=name, count=len(found)))
     if found[0] in decisions:
-        raise InvalidDefinition(f"{name}: decision '{found[0]}' is also defined by {decisions[found[0]]}: deploy one "
-                                f"table per decision")
+        raise InvalidDefinition(msg("%(file)s: decision '%(decision)s' is also defined by %(other)s: deploy one table "
+                                    "per decision", file=name, decision=found[0], other=decisions[found[0]]))
     return found[0]
+
+
+def _never_matches(test: str) -> str | None:
+    """FEEL's list and negation tests, which SpiffWorkflow's Python DMN compares as a value (a tuple, False): they
+    compile and silently never match.  Returns how to write the test instead, or None."""
+    if "?" in test:
+        return None
+    try:
+        body = ast.parse(test.strip(), mode="eval").body
+    except SyntaxError:
+        return None  # the compile check reports it
+    if isinstance(body, ast.Tuple):
+        return f"a list is compared as one value; write ? in ({test.strip()}) for any of them"
+    if isinstance(body, ast.UnaryOp) and isinstance(body.op, ast.Not):
+        return f"not(…) is compared as the value False; write ? != {ast.unparse(body.operand)} (or ? not in (…))"
+    return None
 
 
 class _CompilingScriptEngine:
@@ -258,21 +281,24 @@ def _check_decision(name: str, root, dmn_parser) -> None:
         for number, rule in enumerate(table.xpath("dmn:rule", namespaces=dmn), 1):
             entries = len(rule.xpath("dmn:inputEntry", namespaces=dmn))
             if entries != columns:
-                raise InvalidDefinition(f"{name} line {rule.sourceline}: decision table '{table.get('id')}', rule "
-                                        f"{number} '{rule.get('id')}' has {entries} input entries for {columns} "
-                                        f"input columns")
+                raise InvalidDefinition(msg(
+                    "%(file)s line %(line)s: decision table '%(table)s', rule %(number)s '%(rule)s' has %(entries)s "
+                    "input entries for %(columns)s input columns", file=name, line=rule.sourceline,
+                    table=table.get("id"), number=number, rule=rule.get("id"), entries=entries, columns=columns))
     try:
         dmn_parser.parse()  # a ValidationException (e.g. a malformed output entry) is described by the caller
     except (KeyError, IndexError, AttributeError, TypeError, ValueError) as exc:
-        raise InvalidDefinition(f"{name}: decision '{dmn_parser.bpmn_id}' cannot be read: {exc!r}") from None
+        raise InvalidDefinition(msg("%(file)s: decision '%(decision)s' cannot be read: %(error)s", file=name,
+                                    decision=dmn_parser.bpmn_id, error=repr(exc))) from None
     decision = dmn_parser.decision
 
-    def refuse(table, element_id: str, where: str, what: str, exc: Exception):
+    def refuse(table, element_id: str, where, what, exc: Exception):
         found = root.xpath("//*[@id=$i]", i=element_id)
-        line = f" line {found[0].sourceline}" if found else ""
-        raise InvalidDefinition(f"{name}{line}: decision table '{table.id}' of decision '{decision.id}'"
-                                f"{f' ({decision.name})' if decision.name else ''}, {where}: {what}: "
-                                f"{getattr(exc, 'msg', None) or exc}") from None
+        raise InvalidDefinition(msg(
+            "%(file)s line %(line)s: decision table '%(table)s' of decision '%(decision)s', %(where)s: %(what)s: "
+            "%(error)s", file=name, line=found[0].sourceline if found else "?", table=table.id,
+            decision=f"{decision.id}{f' ({decision.name})' if decision.name else ''}", where=where, what=what,
+            error=getattr(exc, "msg", None) or str(exc))) from None
 
     for table in decision.decisionTables:
         engine = DMNEngine(table)
@@ -280,7 +306,7 @@ def _check_decision(name: str, root, dmn_parser) -> None:
         for rule in table.rules:
             for entry in rule.inputEntries:
                 column = entry.input
-                label = f"input column '{column.label or column.name}' ({column.id})"
+                label = msg("input column '%(column)s' (%(id)s)", column=column.label or column.name, id=column.id)
                 # without an expression the engine takes the value from the task data: test against a constant
                 expression = column.expression or "None"
                 for test in entry.lhs:
@@ -291,13 +317,20 @@ def _check_decision(name: str, root, dmn_parser) -> None:
                         try:
                             compile(expression, "<dmn>", "eval")
                         except (SyntaxError, ValueError) as exc:
-                            refuse(table, column.id, label,
-                                   f"its input expression {expression!r} is not a valid expression", exc)
+                            refuse(table, column.id, label, msg("its input expression %(expression)s is not a valid "
+                                                                "expression", expression=repr(expression)), exc)
+                    trap = _never_matches(test)
+                    if trap is not None:
+                        refuse(table, entry.id, msg("rule %(number)s '%(rule)s', %(column)s", number=rule.row_number,
+                                                    rule=rule.id, column=label),
+                               msg("input entry %(test)s never matches", test=repr(test)), ValueError(trap))
                     try:
                         engine.evaluate(expression, test, _COMPILING_TASK)
                     except (SyntaxError, ValueError) as exc:
-                        refuse(table, entry.id, f"rule {rule.row_number} '{rule.id}', {label}",
-                               f"input entry {test!r} is not a valid test of {expression!r}", exc)
+                        refuse(table, entry.id, msg("rule %(number)s '%(rule)s', %(column)s", number=rule.row_number,
+                                                    rule=rule.id, column=label),
+                               msg("input entry %(test)s is not a valid test of %(expression)s", test=repr(test),
+                                   expression=repr(expression)), exc)
 
 
 def _root_processes(bpmn_roots: Mapping[str, object]) -> list[str]:

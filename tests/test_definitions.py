@@ -146,6 +146,13 @@ BAD_TABLES = {
     "rule missing an input entry": (
         ('<inputEntry id="InputEntry_gas_leak_1">\n          <text>-</text>\n        </inputEntry>', ""),
         ["rule 1 'Rule_gas_leak'", "1 input entries for 2 input columns"]),
+    # FEEL forms that compile in SpiffWorkflow's Python DMN but never match: refused with the form that works
+    "a FEEL list": (
+        ('<text>"gas_leak"</text>', '<text>"gas_leak", "gas_smell"</text>'),
+        ["rule 1 'Rule_gas_leak'", "never matches", '? in ("gas_leak", "gas_smell")']),
+    "a FEEL negation": (
+        ('<text>"gas_leak"</text>', '<text>not("gas_leak")</text>'),
+        ["rule 1 'Rule_gas_leak'", "never matches", "? != 'gas_leak'"]),
 }
 
 
@@ -167,7 +174,7 @@ def test_a_bundle_must_give_each_decision_once_and_the_decisions_its_diagram_cal
     with pytest.raises(InvalidDefinition, match="businessRuleTask 'route_call' .* calls decision 'routing'"):
         parse_bundle({"call_dispatch.bpmn": BPMN.read_text(encoding="utf-8")})
     no_decision = re.sub(r"<decision .*</decision>", "", DMN.read_text(encoding="utf-8"), flags=re.S)
-    with pytest.raises(InvalidDefinition, match="routing.dmn: no decisions in this file"):
+    with pytest.raises(InvalidDefinition, match="routing.dmn: 0 decisions in this file"):
         parse_bundle({**_bundle(), "routing.dmn": no_decision})
 
 
