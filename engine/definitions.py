@@ -70,7 +70,12 @@ def _element_label(root, element_id: str | None) -> str:
 def _check_semantics(name: str, root) -> None:
     """Rules of our own on top of the BPMN schema: what the engine needs to run it with people."""
     ns = {"bpmn": BPMN_NS, "spiffworkflow": SPIFF_NS}
+    in_lanes = set(t.strip() for t in root.xpath("//bpmn:lane/bpmn:flowNodeRef/text()", namespaces=ns))
     for task in root.xpath("//bpmn:userTask", namespaces=ns):
+        if task.get("id") not in in_lanes:
+            raise InvalidDefinition(msg("%(file)s: userTask '%(id)s' (%(name)s) is in no lane: the lane says which "
+                                        "role works it, and without one it would be in nobody's queue", file=name,
+                                        id=task.get("id"), name=task.get("name")))
         owner = task.xpath("./bpmn:extensionElements/spiffworkflow:properties/"
                            "spiffworkflow:property[@name='owner']/@value", namespaces=ns)
         if not owner or not owner[0].strip():

@@ -364,3 +364,10 @@ def test_shipped_files_are_what_the_demo_deploys():
     assert sorted(p.name for p in (PROJECT_ROOT / "bpmn").iterdir() if p.suffix in (".bpmn", ".dmn")) == \
         ["call_dispatch.bpmn", "routing.dmn"]
     assert Path(ALT_DMN).exists()
+
+
+def test_a_human_task_in_no_lane_is_refused():
+    """The lane says which role works a task: a user task left out of every lane would be in nobody's queue."""
+    bpmn = _edit(BPMN.read_text(encoding="utf-8"), "        <bpmn:flowNodeRef>sign</bpmn:flowNodeRef>\n", "")
+    with pytest.raises(InvalidDefinition, match="userTask 'sign' .* is in no lane"):
+        parse_bundle(_bundle(bpmn))
