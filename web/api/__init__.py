@@ -6,9 +6,14 @@ from importlib import import_module
 
 from flask import Flask, send_from_directory
 from flask_smorest import Api
+from werkzeug.routing import IntegerConverter
 
 from . import errors
+from .schemas import MAX_ID
 from .security import gate, limiter, reject_nul
+
+# failed sign-ins per address (any usernames); HUYING_RATELIMIT_SIGNIN_IP once config.settings declares it
+SIGNIN_IP_DEFAULT = "30 per minute"
 
 # (module, attribute) of every blueprint; each feature registers itself here
 BLUEPRINTS = [
@@ -23,6 +28,15 @@ BLUEPRINTS = [
     ("web.api.admin", "blp"),
     ("web.api.admin", "categories"),
 ]
+
+
+class IdConverter(IntegerConverter):
+    """``<int:...>`` in a route is a row id: one beyond what an id column holds matches no route (404) instead
+    of overflowing in the database (and the OpenAPI document says ``maximum``)."""
+
+    def __init__(self, url_map, *args, **kwargs):
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(url_map, *args, **kwargs)
 
 
 class HuyingApi(Api):
@@ -53,11 +67,13 @@ def init_api(app: Flask, settings) -> HuyingApi:
         RATELIMIT_STORAGE_URI=settings.ratelimit_storage, RATELIMIT_ENABLED=settings.ratelimit_enabled == "true",
         RATELIMIT_HEADERS_ENABLED=True,
         HUYING_RATELIMIT_SIGNIN=settings.ratelimit_signin, HUYING_RATELIMIT_FILING=settings.ratelimit_filing,
+        HUYING_RATELIMIT_SIGNIN_IP=getattr(settings, "ratelimit_signin_ip", SIGNIN_IP_DEFAULT),
         SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.env == "production",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.token_ttl_hours),
         MAX_CONTENT_LENGTH=int((settings.max_upload_mb * 9 + 1) * 1024 * 1024),
     )
+    app.url_map.converters["int"] = IdConverter  # before any route is added
     api = HuyingApi(app)
     limiter.init_app(app)
     for module, attr in BLUEPRINTS:

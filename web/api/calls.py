@@ -20,6 +20,7 @@ from workflows.queries import SORTS, CallFilter, possible_duplicates, search_cal
 from .present import attachment_out, call_out, clock_out, item_out
 from .schemas import (
     LEVELS,
+    MAX_ID,
     STATUSES,
     AttachmentSchema,
     CallDetailSchema,
@@ -35,8 +36,8 @@ attachments = Blueprint("attachments", __name__, url_prefix="/api/v1/attachments
 
 
 class FileCallRequest(FileCallSchema):
-    photos = fields.List(fields.Integer(strict=True, validate=validate.Range(min=1)), load_default=list,
-                         validate=validate.Length(max=MAX_FILES),
+    photos = fields.List(fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_ID)),
+                         load_default=list, validate=validate.Length(max=MAX_FILES),
                          metadata={"description": "ids of your uploads (POST /api/v1/attachments)"})
 
 

@@ -8,6 +8,7 @@ from workflows.models import ROLES, UNIT_KINDS, URGENCIES
 STATUSES = ("reported", "triage", "district", "dispatched", "in_progress", "on_hold", "verify", "feedback",
             "closed", "voided", "merged")
 LEVELS = ("community", "street", "district")
+MAX_ID = 2 ** 31 - 1  # ids are INTEGER columns (int4 on PostgreSQL): a larger one names nothing
 
 
 class UnitRefSchema(Schema):
@@ -88,6 +89,9 @@ class CallSchema(CallBriefSchema):
     rework_count = fields.Integer()
     result = fields.String(allow_none=True)
     satisfaction = fields.String(allow_none=True)
+    first_contact_at = fields.DateTime(allow_none=True, metadata={"description": "when the department first "
+                                                                                 "contacted the caller (action "
+                                                                                 "`contact`)"})
     overdue = fields.Boolean(metadata={"description": "an open work item of the call is past its deadline"})
     updated_at = fields.DateTime()
     closed_at = fields.DateTime(allow_none=True)

@@ -9,7 +9,7 @@ from workflows.supervision import OVERSIGHT_ROLES, SUPERVISE_ROLES, UrgeSchema, 
 
 from .export import FORMATS, table_response
 from .present import call_out, clock_out, item_out
-from .schemas import CallSchema, ClockSchema, WorkItemSchema
+from .schemas import MAX_ID, CallSchema, ClockSchema, WorkItemSchema
 from .security import ctx, require
 
 blp = Blueprint("supervision", __name__, url_prefix="/api/v1/supervision",
@@ -43,7 +43,7 @@ class OverduePageSchema(Schema):
 
 
 class UrgeRequest(UrgeSchema):
-    work_item = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    work_item = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_ID))
 
 
 class UrgeResultSchema(Schema):
