@@ -106,25 +106,43 @@ ADMIN_ONLY = {
 MATRIX.update({key: (ADMIN, path, body) for key, (path, body) in ADMIN_ONLY.items()})
 
 
+# The reads of one call again, on a call the 12345 hotline filed for 青年社区 (still in triage): the hotline
+# sees what it filed, as do the community and street it is in and the district; a department nothing yet.
+SEES_HOTLINE_CALL = {"hotline", "grid", "community", "street", "district", "supervisor", "admin"}
+HOTLINE_CALL_READS = {
+    ("GET", "/api/v1/calls/{number}"): "/api/v1/calls/{hotline_call}",
+    ("GET", "/api/v1/calls/{number}/diagram"): "/api/v1/calls/{hotline_call}/diagram",
+    ("GET", "/api/v1/calls/{number}/duplicates"): "/api/v1/calls/{hotline_call}/duplicates",
+    ("GET", "/api/v1/work/{item_id}"): "/api/v1/work/{hotline_item}",
+    ("GET", "/api/v1/attachments/{attachment_id}"): "/api/v1/attachments/{hotline_photo}",
+}
+
+
+def _upload(api, username) -> int:
+    r = api.as_(username).post("/api/v1/attachments", data={"file": (io.BytesIO(b"\x89PNG\r\n\x1a\n" + bytes(32)),
+                                                                      "p.png")},
+                               content_type="multipart/form-data")
+    assert r.status_code == 201, r.get_json()
+    return r.get_json()[0]["id"]
+
+
 def _setup(api) -> dict:
-    up = api.as_("qingnian.grid").post("/api/v1/attachments", data={"file": (io.BytesIO(b"\x89PNG\r\n\x1a\n" + bytes(32)),
-                                                                           "p.png")},
-                                       content_type="multipart/form-data").get_json()[0]
-    call = api.file(category="road_flooding", photos=[up["id"]])
+    photo = _upload(api, "qingnian.grid")
+    call = api.file(category="road_flooding", photos=[photo])
     api.do(call, "xiagang.dispatcher", "dispatch", {"lead": "power"})
     sign = api.item(call, "power.staff")
-    return {"call": call, "photo": up["id"], "sign_item": sign["id"]}
+    hotline_photo = _upload(api, "huangpu.hotline")
+    hotline_call = api.file("huangpu.hotline", category="noise", community="qingnian", photos=[hotline_photo],
+                            description="12345转来：夜间施工噪声")
+    hotline_item = api.item(hotline_call, "xiagang.dispatcher")
+    return {"call": call, "photo": photo, "sign_item": sign["id"], "hotline_call": hotline_call,
+            "hotline_item": hotline_item["id"], "hotline_photo": hotline_photo}
 
 
-def test_every_role_on_every_endpoint(api):
-    ids = _setup(api)
-    spec = api.client.get("/api/v1/openapi.json").get_json()
-    operations = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops
-                  if m in ("get", "post", "put", "patch", "delete")}
-    assert operations == set(MATRIX), {"missing rows": sorted(operations - set(MATRIX)),
-                                       "stale rows": sorted(set(MATRIX) - operations)}
+def _wrong_cells(api, cells: dict, ids: dict) -> list[str]:
+    """Each (method, template) -> (allowed users, path, body) tried as every user; the cells that answer wrong."""
     wrong = []
-    for (method, template), (allowed, path, body) in sorted(MATRIX.items()):
+    for (method, template), (allowed, path, body) in sorted(cells.items()):
         path = path.format(**ids)
         for who, username in USERS.items():
             if (method, template) == ("DELETE", "/api/v1/auth/tokens/current"):
@@ -139,7 +157,61 @@ def test_every_role_on_every_endpoint(api):
                 ok = status == (401 if username is None else 403)
             if not ok:
                 wrong.append(f"{method} {path} as {who}: {status} ({'allowed' if who in allowed else 'forbidden'})")
+    return wrong
+
+
+def test_every_role_on_every_endpoint(api):
+    ids = _setup(api)
+    spec = api.client.get("/api/v1/openapi.json").get_json()
+    operations = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops
+                  if m in ("get", "post", "put", "patch", "delete")}
+    assert operations == set(MATRIX), {"missing rows": sorted(operations - set(MATRIX)),
+                                       "stale rows": sorted(set(MATRIX) - operations)}
+    wrong = _wrong_cells(api, MATRIX, ids)
     assert not wrong, "\n".join(wrong)
+
+
+def test_every_role_on_the_reads_of_a_call_the_hotline_filed(api):
+    ids = _setup(api)
+    assert set(HOTLINE_CALL_READS) <= set(MATRIX)
+    cells = {key: (SEES_HOTLINE_CALL, path, None) for key, path in HOTLINE_CALL_READS.items()}
+    wrong = _wrong_cells(api, cells, ids)
+    assert not wrong, "\n".join(wrong)
+    # and what the hotline reads is its own call, in full
+    hotline = api.as_("huangpu.hotline")
+    detail = hotline.get(f"/api/v1/calls/{ids['hotline_call']}").get_json()
+    assert detail["reporter"] == "huangpu.hotline" and [a["id"] for a in detail["attachments"]] == [
+        ids["hotline_photo"]]
+    assert [i["task"] for i in detail["open_items"]] == ["street_triage"]
+    assert all(i["may_act"] is False for i in detail["open_items"]), "the hotline reads; the street acts"
+    assert hotline.get(f"/api/v1/calls/{ids['call']}").status_code == 403, "someone else's call"
+
+
+def test_a_list_never_shows_a_call_its_detail_refuses_nor_the_other_way_round(api):
+    """For every signed-in role: the calls (and child tickets) it lists are exactly those it may open."""
+    ids = _setup(api)
+    api.do(ids["hotline_call"], "xiagang.dispatcher", "dispatch", {"lead": "power"})
+    other_street = api.file("luofeng.grid", category="noise")
+    joint = api.file(category="joint_pollution", description="河涌污染")
+    api.do(joint, "huangpu.dispatcher", "coordinate", {"lead": "water", "assists": ["eco"]})
+    children = [c["number"] for c in api.call(joint)["children"]]
+    assert len(children) == 2
+    everything = {ids["call"], ids["hotline_call"], other_street, joint, *children}
+    seen_by = {}
+    for who, username in USERS.items():
+        if username is None:
+            continue
+        r = api.as_(username).get("/api/v1/calls", query_string={"include_children": "true", "per_page": 200})
+        assert r.status_code == 200, (who, r.get_json())
+        listed = {c["number"] for c in r.get_json()["items"]}
+        opened = {no for no in everything if api.as_(username).get(f"/api/v1/calls/{no}").status_code == 200}
+        assert listed == opened, (who, {"listed only": listed - opened, "opened only": opened - listed})
+        seen_by[who] = listed
+    assert seen_by["hotline"] == {ids["hotline_call"]}, "the calls it filed"
+    assert seen_by["department"] == {ids["call"], ids["hotline_call"]}
+    assert seen_by["other_department"] == {joint, f"{joint}-1"}, "water: the joint case and its own child"
+    assert seen_by["other_street"] == {other_street}
+    assert seen_by["supervisor"] == seen_by["district"] == seen_by["admin"] == everything
 
 
 def test_scoped_lists_show_only_what_each_unit_may_see(api):
@@ -149,13 +221,13 @@ def test_scoped_lists_show_only_what_each_unit_may_see(api):
     def numbers(user):
         return {c["number"] for c in api.as_(user).get("/api/v1/calls?per_page=200").get_json()["items"]}
 
-    assert numbers("xiagang.dispatcher") == {ids["call"]}
+    assert numbers("xiagang.dispatcher") == {ids["call"], ids["hotline_call"]}
     assert numbers("luogang.dispatcher") == {other}
     assert numbers("power.staff") == {ids["call"]}
     assert numbers("water.staff") == set()
-    assert numbers("qingnian.grid") == {ids["call"]}
-    assert numbers("huangpu.supervisor") == numbers("admin") == {ids["call"], other}
-    assert numbers("huangpu.hotline") == set(), "the hotline sees the calls it filed"
+    assert numbers("qingnian.grid") == {ids["call"], ids["hotline_call"]}
+    assert numbers("huangpu.supervisor") == numbers("admin") == {ids["call"], ids["hotline_call"], other}
+    assert numbers("huangpu.hotline") == {ids["hotline_call"]}, "the hotline sees the calls it filed"
     queue = api.as_("power.staff").get("/api/v1/work").get_json()
     assert [e["item"]["id"] for e in queue["items"]] == [ids["sign_item"]]
     assert api.as_("water.staff").get("/api/v1/work").get_json()["items"] == []

@@ -1,10 +1,13 @@
 """The org tree and users: lookups and the visibility rules of domain.md §1."""
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import exists, false, or_, select, true
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.elements import False_, True_
 
 from engine.errors import Forbidden, NotFound, ValidationFailed, msg
+from engine.models import WorkItem
 
 from .models import Call, Category, OrgUnit, User
 from .principals import user_by_name
@@ -82,19 +85,35 @@ def check_may_act(user: User, item) -> None:
                             id=item.id, title=item.title))
 
 
-def may_see_call(session: Session, user: User, call: Call) -> bool:
-    if user.role in READ_ALL_ROLES:
-        return True
-    if user.unit.kind == "community":
-        return call.community_code == user.unit.code
-    if user.unit.kind == "street":
-        return call.street_code == user.unit.code
-    if user.unit.kind == "department":
-        from engine.models import WorkItem
+def visible_calls(user: User) -> ColumnElement[bool]:
+    """The calls ``user`` may see, as a WHERE clause: the one rule behind both lists and single reads.
 
-        if call.parent_id is not None:  # a child ticket belongs to one department
-            return call.department_code == user.unit.code
-        root = call
-        return session.scalar(select(WorkItem.id).where(WorkItem.instance_id == root.instance_id,
-                                                         WorkItem.owner_unit == user.unit.code).limit(1)) is not None
-    return False
+    domain.md §1: the district's dispatchers, supervisors and admins see everything; the hotline
+    (12345 intake, Open311) the calls it filed (and their child tickets, which keep the reporter);
+    a community its own calls, a street its communities'; a department the calls with work
+    dispatched to it (a child ticket: only its own).  Any other unit sees nothing.
+    """
+    if user.role in READ_ALL_ROLES:
+        return true()
+    if user.role == "hotline":
+        return Call.reporter_id == user.id
+    kind, code = user.unit.kind, user.unit.code
+    if kind == "community":
+        return Call.community_code == code
+    if kind == "street":
+        return Call.street_code == code
+    if kind == "department":
+        return or_(Call.department_code == code,
+                   exists().where(WorkItem.instance_id == Call.instance_id, WorkItem.owner_unit == code))
+    return false()
+
+
+def may_see_call(session: Session, user: User, call: Call) -> bool:
+    """Whether ``user`` may see ``call``: :func:`visible_calls` asked about this one call (so a list
+    never shows a call its detail refuses, nor the other way round)."""
+    clause = visible_calls(user)
+    if isinstance(clause, True_):
+        return True
+    if isinstance(clause, False_):
+        return False
+    return session.scalar(select(Call.id).where(Call.id == call.id, clause)) is not None

@@ -4,35 +4,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, exists, false, func, or_, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql import ColumnElement
 
 from engine.models import SlaClock, WorkItem
 
 from .context import ServiceContext
-from .models import Call, User
-from .org import READ_ALL_ROLES
+from .models import Call
+from .org import visible_calls
 
 SORTS = {"created_at": Call.created_at, "updated_at": Call.updated_at, "number": Call.number,
          "status": Call.status}
-
-
-def visible_calls(user: User) -> ColumnElement[bool]:
-    """A WHERE clause: the calls ``user`` may see."""
-    if user.role in READ_ALL_ROLES:
-        return Call.id.is_not(None)
-    if user.role == "hotline":
-        return Call.reporter_id == user.id
-    kind = user.unit.kind
-    if kind == "community":
-        return Call.community_code == user.unit.code
-    if kind == "street":
-        return Call.street_code == user.unit.code
-    if kind == "department":
-        return or_(Call.department_code == user.unit.code,
-                   exists().where(WorkItem.instance_id == Call.instance_id, WorkItem.owner_unit == user.unit.code))
-    return false()
 
 
 def overdue_clause(now: datetime) -> ColumnElement[bool]:
