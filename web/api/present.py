@@ -62,7 +62,8 @@ def call_out(call: Call, overdue: bool | None = None) -> dict:
             "handling_level": call.handling_level, "suggested_lead": call.suggested_lead,
             "suggested_assists": list(call.suggested_assists or []), "sla_class": call.sla_class,
             "rework_count": call.rework_count, "result": call.result, "satisfaction": call.satisfaction,
-            "overdue": overdue, "updated_at": call.updated_at, "closed_at": call.closed_at}
+            "first_contact_at": call.first_contact_at, "overdue": overdue, "updated_at": call.updated_at,
+            "closed_at": call.closed_at}
 
 
 def clock_out(c: SlaClock, calendar, now: datetime) -> dict:
