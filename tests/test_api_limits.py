@@ -1,4 +1,5 @@
-"""Rate limits on sign-in and filing (flask-limiter): 429 in the API's error shape, per account."""
+"""Rate limits on sign-in and filing (flask-limiter): 429 in the API's error shape, per account and (failed
+sign-ins) per address."""
 from __future__ import annotations
 
 import dataclasses
@@ -24,6 +25,44 @@ def test_sign_in_is_limited_per_account(services):
     assert int(r.headers["Retry-After"]) > 0
     other = client.post("/api/v1/auth/tokens", json={"username": "puhui.grid", "password": "huying-demo"})
     assert other.status_code == 201, "another account is not affected"
+
+
+def test_failed_sign_ins_are_limited_per_address_whatever_the_username(services):
+    """One address guessing at many accounts: each account stays under its own limit, the address does not.
+    Only failures count, so a street office behind one address can sign everyone in."""
+    app = _app(services, ratelimit_signin="100 per minute")
+    app.config["HUYING_RATELIMIT_SIGNIN_IP"] = "4 per minute"
+    client = app.test_client()
+    right = "huying-demo"
+    assert [client.post("/api/v1/auth/tokens", json={"username": "qingnian.grid", "password": right}).status_code
+            for _ in range(6)] == [201] * 6, "successful sign-ins do not count against the address"
+    users = ["puhui.grid", "honggang.grid", "luofeng.grid", "liucun.grid"]
+    assert [client.post("/api/v1/auth/tokens", json={"username": u, "password": "guess"}).status_code
+            for u in users] == [401] * 4
+    r = client.post("/api/v1/auth/tokens", json={"username": "shenjing.grid", "password": right})
+    assert r.status_code == 429, "a fifth account from the same address waits, right password or not"
+    body = r.get_json()
+    assert body["code"] == "rate_limited" and set(body) == {"code", "message", "errors"}
+    assert int(r.headers["Retry-After"]) > 0
+    session = client.post("/api/v1/auth/session", json={"username": "shenjing.grid", "password": right})
+    assert session.status_code == 429, "the browser's sign-in shares the address's count"
+    elsewhere = client.post("/api/v1/auth/tokens", json={"username": "shenjing.grid", "password": right},
+                            environ_base={"REMOTE_ADDR": "10.1.2.3"})
+    assert elsewhere.status_code == 201, "another address is not affected"
+
+
+def test_the_per_address_sign_in_limit_counts_the_browser_sign_in_too(services):
+    app = _app(services, ratelimit_signin="100 per minute")
+    app.config["HUYING_RATELIMIT_SIGNIN_IP"] = "2 per minute"
+    client = app.test_client()
+    assert client.post("/api/v1/auth/session", json={"username": "puhui.grid", "password": "x"}).status_code == 401
+    assert client.post("/api/v1/auth/tokens", json={"username": "honggang.grid", "password": "x"}).status_code == 401
+    r = client.post("/api/v1/auth/tokens", json={"username": "luofeng.grid", "password": "huying-demo"})
+    assert r.status_code == 429
+
+
+def test_the_per_address_limit_has_a_default(services):
+    assert _app(services).config["HUYING_RATELIMIT_SIGNIN_IP"] == "30 per minute"
 
 
 def test_filing_is_limited_per_user(services):

@@ -19,6 +19,9 @@ from .security import (
     public,
     request_clock,
     services,
+    signin_failed,
+    signin_ip_key,
+    signin_ip_limit,
     signin_key,
     signin_limit,
 )
@@ -65,6 +68,7 @@ def _sign_in(body: dict, kind: str):
 
 @blp.route("/tokens", methods=["POST"])
 @limiter.limit(signin_limit, key_func=signin_key)
+@limiter.shared_limit(signin_ip_limit, "signin-ip", key_func=signin_ip_key, deduct_when=signin_failed)
 @blp.arguments(SignInSchema)
 @blp.response(201, TokenSchema)
 @blp.doc(security=[])
@@ -90,6 +94,7 @@ def revoke_current():
 
 @blp.route("/session", methods=["POST"])
 @limiter.limit(signin_limit, key_func=signin_key)
+@limiter.shared_limit(signin_ip_limit, "signin-ip", key_func=signin_ip_key, deduct_when=signin_failed)
 @blp.arguments(SignInSchema)
 @blp.response(200, SessionSchema)
 @blp.doc(security=[])

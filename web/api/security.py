@@ -144,6 +144,20 @@ def signin_limit() -> str:
     return current_app.config["HUYING_RATELIMIT_SIGNIN"]
 
 
+def signin_ip_key() -> str:
+    """Failed sign-ins from one address, whatever the username (one address trying many accounts)."""
+    return f"signin-ip:{get_remote_address()}"
+
+
+def signin_ip_limit() -> str:
+    return current_app.config["HUYING_RATELIMIT_SIGNIN_IP"]
+
+
+def signin_failed(response) -> bool:
+    """Only failed attempts count against the address: a street office behind one NAT signs in all day."""
+    return response.status_code == 401
+
+
 def filing_limit() -> str:
     return current_app.config["HUYING_RATELIMIT_FILING"]
 
