@@ -5,8 +5,12 @@ virtual clock, and the scheduler's sweep (``web.scheduler.sweep_once``) does the
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import re
 import threading
+import time
 from collections import Counter
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -98,9 +102,26 @@ def close_call(api, no):
     assert out["call"]["status"] == "closed"
 
 
+def integrator_verifies(secret: str, headers: dict, raw: bytes) -> bool:
+    """What a receiver writes from the documentation alone, with Python's hmac module (not the project's
+    code): HMAC-SHA256 with the secret over the timestamp header, a dot and the exact bytes received."""
+    expected = "sha256=" + hmac.new(secret.encode("utf-8"), headers["X-Huying-Timestamp"].encode("ascii") + b"."
+                                    + raw, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, headers["X-Huying-Signature"])
+
+
 def assert_signed(request, secret):
     h = request["headers"]
     assert h["Content-Type"] == "application/json"
+    raw = request["body"]
+    assert int(h["Content-Length"]) == len(raw), "the receiver got the whole body"
+    assert re.fullmatch(r"sha256=[0-9a-f]{64}", h["X-Huying-Signature"]), h["X-Huying-Signature"]
+    assert re.fullmatch(r"[0-9]+", h["X-Huying-Timestamp"])
+    assert abs(time.time() - int(h["X-Huying-Timestamp"])) < 300, "Unix seconds of the sending, real time"
+    assert integrator_verifies(secret, h, raw)
+    assert not integrator_verifies(secret + "x", h, raw)
+    assert not integrator_verifies(secret, h, raw.replace(b'"', b"'", 1))
+    assert not integrator_verifies(secret, {**h, "X-Huying-Timestamp": str(int(h["X-Huying-Timestamp"]) + 1)}, raw)
     assert verify_signature(secret, h["X-Huying-Timestamp"], request["body"], h["X-Huying-Signature"])
     assert not verify_signature("not-the-secret-at-all", h["X-Huying-Timestamp"], request["body"],
                                 h["X-Huying-Signature"])
