@@ -44,7 +44,8 @@ class Settings:
     max_upload_mb: float = 10.0  # per file
     token_ttl_hours: float = 12.0  # sign-in tokens expire
     ratelimit_storage: str = "memory://"  # flask-limiter storage; e.g. redis://127.0.0.1:6379 across workers
-    ratelimit_signin: str = "10 per minute"
+    ratelimit_signin: str = "10 per minute"  # attempts per account and address
+    ratelimit_signin_ip: str = "30 per minute"  # failed attempts per address, whatever the account
     ratelimit_filing: str = "60 per minute"
     ratelimit_enabled: str = "true"
     # web UI

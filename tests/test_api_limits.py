@@ -84,3 +84,36 @@ def test_limits_can_be_switched_off(services):
     client = _app(services, ratelimit_signin="1 per minute", ratelimit_enabled="false").test_client()
     wrong = {"username": "qingnian.grid", "password": "guess"}
     assert [client.post("/api/v1/auth/tokens", json=wrong).status_code for _ in range(3)] == [401] * 3
+
+
+def test_the_sign_in_page_and_the_api_share_the_per_account_limit(services):
+    """Guesses at one account count together whether they come through the API's token or session sign-in or
+    the sign-in page: switching doors gives no extra attempts."""
+    client = _app(services, ratelimit_signin="3 per minute").test_client()
+    wrong = {"username": "qingnian.grid", "password": "guess"}
+    assert client.post("/login", data=wrong).status_code == 401
+    assert client.post("/api/v1/auth/tokens", json=wrong).status_code == 401
+    assert client.post("/api/v1/auth/session", json=wrong).status_code == 401
+    right = {"username": "qingnian.grid", "password": "huying-demo"}
+    assert client.post("/api/v1/auth/tokens", json=right).status_code == 429
+    page = client.post("/login", data=right)
+    assert page.status_code == 429 and "登录尝试过于频繁" in page.get_data(as_text=True)
+    assert client.get("/login").status_code == 200, "the page itself still shows"
+    assert client.post("/login", data={"username": "puhui.grid", "password": "huying-demo"}).status_code == 302
+
+
+def test_failed_sign_ins_on_the_page_count_against_the_address(services):
+    app = _app(services, ratelimit_signin="100 per minute")
+    app.config["HUYING_RATELIMIT_SIGNIN_IP"] = "2 per minute"
+    client = app.test_client()
+    for user in ("puhui.grid", "honggang.grid"):
+        assert client.post("/login", data={"username": user, "password": "x"}).status_code == 401
+    r = client.post("/api/v1/auth/tokens", json={"username": "luofeng.grid", "password": "huying-demo"})
+    assert r.status_code == 429 and r.get_json()["code"] == "rate_limited"
+    assert client.post("/login", data={"username": "luofeng.grid", "password": "huying-demo"}).status_code == 429
+
+
+def test_the_per_address_limit_is_a_setting():
+    from config.settings import load_settings
+
+    assert load_settings({"HUYING_RATELIMIT_SIGNIN_IP": "5 per minute"}).ratelimit_signin_ip == "5 per minute"

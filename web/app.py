@@ -64,7 +64,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if _is_machine_path():
             return api_errors.handle_http_exception(error)
         status = error.code or 500
-        titles = {403: _("Not allowed"), 404: _("Page not found"), 400: _("Bad request")}
+        titles = {403: _("Not allowed"), 404: _("Page not found"), 400: _("Bad request"),
+                  429: _("Too many attempts")}
         messages = {403: _("You may not open this page."), 404: _("The page or item you asked for does not exist.")}
         return page(status, titles.get(status, _("Something went wrong")),
                     messages.get(status, error.description or ""))

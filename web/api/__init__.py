@@ -12,9 +12,6 @@ from . import errors
 from .schemas import MAX_ID
 from .security import gate, limiter, reject_nul
 
-# failed sign-ins per address (any usernames); HUYING_RATELIMIT_SIGNIN_IP once config.settings declares it
-SIGNIN_IP_DEFAULT = "30 per minute"
-
 # (module, attribute) of every blueprint; each feature registers itself here
 BLUEPRINTS = [
     ("web.api.system", "blp"),
@@ -67,7 +64,7 @@ def init_api(app: Flask, settings) -> HuyingApi:
         RATELIMIT_STORAGE_URI=settings.ratelimit_storage, RATELIMIT_ENABLED=settings.ratelimit_enabled == "true",
         RATELIMIT_HEADERS_ENABLED=True,
         HUYING_RATELIMIT_SIGNIN=settings.ratelimit_signin, HUYING_RATELIMIT_FILING=settings.ratelimit_filing,
-        HUYING_RATELIMIT_SIGNIN_IP=getattr(settings, "ratelimit_signin_ip", SIGNIN_IP_DEFAULT),
+        HUYING_RATELIMIT_SIGNIN_IP=settings.ratelimit_signin_ip,
         SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.env == "production",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.token_ttl_hours),

@@ -67,7 +67,7 @@ def _sign_in(body: dict, kind: str):
 
 
 @blp.route("/tokens", methods=["POST"])
-@limiter.limit(signin_limit, key_func=signin_key)
+@limiter.shared_limit(signin_limit, "signin", key_func=signin_key)
 @limiter.shared_limit(signin_ip_limit, "signin-ip", key_func=signin_ip_key, deduct_when=signin_failed)
 @blp.arguments(SignInSchema)
 @blp.response(201, TokenSchema)
@@ -93,7 +93,7 @@ def revoke_current():
 
 
 @blp.route("/session", methods=["POST"])
-@limiter.limit(signin_limit, key_func=signin_key)
+@limiter.shared_limit(signin_limit, "signin", key_func=signin_key)
 @limiter.shared_limit(signin_ip_limit, "signin-ip", key_func=signin_ip_key, deduct_when=signin_failed)
 @blp.arguments(SignInSchema)
 @blp.response(200, SessionSchema)

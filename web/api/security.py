@@ -135,8 +135,10 @@ def user_key() -> str:
 
 
 def signin_key() -> str:
+    """Attempts on one account from one address: the API's JSON sign-ins and the sign-in page's form alike."""
     body = request.get_json(silent=True) if request.is_json else None
-    name = body.get("username") if isinstance(body, dict) and isinstance(body.get("username"), str) else ""
+    name = body.get("username") if isinstance(body, dict) else request.form.get("username", "")
+    name = name.strip() if isinstance(name, str) else ""
     return f"signin:{get_remote_address()}:{name[:64]}"
 
 

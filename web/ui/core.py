@@ -134,7 +134,27 @@ def _frame():
             "refresh_seconds": refresh_seconds()}
 
 
+def _signin_limits(view):
+    """The sign-in page counts against the same limits as the API's sign-ins (web.api.security): attempts per
+    account and address, failed attempts per address."""
+    from web.api.security import (
+        limiter,
+        signin_failed,
+        signin_ip_key,
+        signin_ip_limit,
+        signin_key,
+        signin_limit,
+    )
+
+    message = _l("Too many sign-in attempts. Wait a minute and try again.")
+    view = limiter.shared_limit(signin_ip_limit, "signin-ip", key_func=signin_ip_key, deduct_when=signin_failed,
+                                methods=["POST"], error_message=message)(view)
+    return limiter.shared_limit(signin_limit, "signin", key_func=signin_key, methods=["POST"],
+                                error_message=message)(view)
+
+
 @bp.route("/login", methods=["GET", "POST"])
+@_signin_limits
 def login():
     error = None
     if request.method == "POST":
