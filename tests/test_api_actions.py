@@ -209,8 +209,6 @@ def test_reassign_moves_the_disputed_work_to_another_department(api):
     refused(post(api, "xiagang.dispatcher", rule["id"], "reassign", {"department": "police"}), 409)
 
 
-@pytest.mark.xfail(strict=True, reason="workflows/actions.py _reassign checks the department with _departments(), "
-                                      "which names the field 'lead'; an integrator sent 'department'")
 def test_reassign_to_an_unknown_department_names_the_department_field(api):
     no = dispatched(api, "street_vending", "urban")
     api.do(no, "urban.staff", "dispute", {"reason": "权属不清"})

@@ -322,6 +322,20 @@ def test_extension_request_is_ruled_by_the_street_while_work_goes_on(district, r
     assert f"rule_extension.{ruling}" in timeline
 
 
+def test_one_extension_request_at_a_time_per_department(district):
+    """Two pending requests could both be approved and their days add up: the second waits for the first ruling."""
+    d = district
+    no = _dispatched(d)
+    d.do(no, "water.staff", "sign")
+    d.do(no, "water.staff", "request_extension", {"days": 2, "reason": "需排水管改造"})
+    with pytest.raises(Conflict, match="already waiting"):
+        d.do(no, "water.staff", "request_extension", {"days": 3, "reason": "再延"}, task="resolve")
+    assert d.open_tasks(no) == [("resolve", "water"), ("rule_extension", "xiagang")]
+    d.do(no, "xiagang.dispatcher", "refuse", {"reason": "理由不足"})
+    d.do(no, "water.staff", "request_extension", {"days": 3, "reason": "补充说明"})
+    assert d.open_tasks(no) == [("resolve", "water"), ("rule_extension", "xiagang")]
+
+
 def test_resolve_warning_and_breach_are_reminders_only(district):
     d = district
     no = _dispatched(d)
@@ -438,8 +452,8 @@ def test_overdue_escalation_cancels_pending_rulings_of_that_department(district)
     no = _dispatched(d)
     d.do(no, "water.staff", "sign")
     d.do(no, "water.staff", "request_extension", {"days": 2, "reason": "x"})
-    d.do(no, "water.staff", "request_extension", {"days": 3, "reason": "y"})
-    assert d.open_tasks(no) == [("resolve", "water"), ("rule_extension", "xiagang"), ("rule_extension", "xiagang")]
+    d.do(no, "water.staff", "dispute", {"reason": "y"})
+    assert d.open_tasks(no) == [("resolve", "water"), ("rule_dispute", "xiagang"), ("rule_extension", "xiagang")]
     assert d.deliver(no, "resolve", "water", "sla_overdue") == 1
     assert d.open_tasks(no) == [("district_coordinate", "huangpu")]
 

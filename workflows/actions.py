@@ -132,7 +132,8 @@ def _merge(ctx, call, _item, data):
     return Outcome("complete", {"decision": "merge"})
 
 
-def _departments(ctx, lead: str, assists: list[str]) -> list[dict]:
+def _departments(ctx, lead: str, assists: list[str], lead_field: str = "lead") -> list[dict]:
+    """The slots of a lead and its assisting departments; an unknown one is named under the field it came in."""
     codes = [lead, *assists]
     if len(set(codes)) != len(codes):
         raise ValidationFailed(msg("a department appears twice"),
@@ -141,7 +142,7 @@ def _departments(ctx, lead: str, assists: list[str]) -> list[dict]:
         try:
             get_unit(ctx.session, code, "department")
         except ValidationFailed:
-            key = "lead" if i == 0 else "assists"
+            key = lead_field if i == 0 else "assists"
             raise ValidationFailed(msg("unknown department '%(code)s'", code=code),
                                    field_errors={key: [msg("unknown department '%(code)s'", code=code)]}) from None
     return [{"department": lead, "role": "lead"}] + [{"department": c, "role": "assist"} for c in assists]
@@ -170,7 +171,14 @@ def _dispute(_ctx, _call, item, data):
     return Outcome("deliver", {"reason": data["reason"], "department": item.owner_unit}, event="dispute")
 
 
-def _extension(_ctx, _call, item, data):
+def _extension(ctx, _call, item, data):
+    """A request waits for the command centre's ruling; one at a time per department (two pending requests
+    could both be approved and their days add up)."""
+    rulings = ctx.session.scalars(select(WorkItem).where(
+        WorkItem.instance_id == item.instance_id, WorkItem.task_name == "rule_extension", WorkItem.state == "open"))
+    if any((r.context.get("extension") or {}).get("department") == item.owner_unit for r in rulings):
+        raise Conflict(msg("an extension request of %(department)s is already waiting for the command centre's "
+                           "ruling", department=item.owner_unit))
     return Outcome("deliver", {"days": data["days"], "reason": data["reason"], "department": item.owner_unit},
                    event="extension_request")
 
@@ -184,7 +192,7 @@ def _contact(ctx, call, _item, _data):
 def _reassign(ctx, _call, item, data):
     slot = item.context.get("slot") or {}
     current = slot.get("department")
-    _departments(ctx, data["department"], [])
+    _departments(ctx, data["department"], [], lead_field="department")
     if data["department"] == current:
         raise ValidationFailed(msg("that is the department already handling it"),
                                field_errors={"department": [msg("choose a different department")]})
@@ -203,8 +211,8 @@ def _confirm(ctx, _call, item, data):
     if current in data["assists"]:
         raise ValidationFailed(msg("the department in dispute cannot also assist itself"),
                                field_errors={"assists": [msg("%(department)s already handles it", department=current)]})
-    added = [s["department"] for s in _departments(ctx, data["assists"][0], data["assists"][1:])] \
-        if data["assists"] else []
+    added = [s["department"] for s in _departments(ctx, data["assists"][0], data["assists"][1:],
+                                                   lead_field="assists")] if data["assists"] else []
     return Outcome("complete", {"ruling": "confirm", "added_assists": added})
 
 
