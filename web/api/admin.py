@@ -555,10 +555,13 @@ def _read_uploads() -> dict[str, bytes]:
 def deploy_definitions(_files):
     """Deploy a bundle of BPMN diagrams and DMN tables (multipart field ``files``, repeatable)
 
-    Every file is checked (safe XML, the BPMN schema, our rules: owners on human tasks, conditions on gateway
-    flows, valid scripts) before anything is stored; a bad file gives 422 naming the element. Processes whose
-    latest version is this very bundle are left alone. Running calls stay on their version; new calls start on
-    the new one. The routing table ``routing.dmn`` is deployed together with ``call_dispatch.bpmn``.
+    Every file is checked before anything is stored: safe XML, the BPMN schema, references that name a real
+    element (sequence flows, boundary events, default flows, lanes, signals/messages/errors/escalations, the
+    decisions business-rule tasks call), our rules (an owner and a lane on every human task, conditions on
+    gateway flows, valid scripts), and every DMN rule's input entries compiled as the engine will run them; a
+    bad file gives 422 naming the element. Processes whose latest version is this very bundle are left alone.
+    Running calls stay on their version; new calls start on the new one; each new version is audited. The
+    routing table ``routing.dmn`` is deployed together with ``call_dispatch.bpmn``.
     """
     c = ctx()
     try:  # the note is a form field: flask-smorest documents one request body, parsed from one location
