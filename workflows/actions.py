@@ -19,8 +19,7 @@ from engine.errors import Conflict, ValidationFailed, msg
 from engine.models import WorkItem
 
 from .context import ServiceContext
-from .models import Call
-from .org import get_unit
+from .models import Call, OrgUnit
 
 SATISFACTION = ("satisfied", "basically_satisfied", "unsatisfied")
 TEXT = validate.Length(min=1, max=4000)
@@ -138,13 +137,13 @@ def _departments(ctx, lead: str, assists: list[str], lead_field: str = "lead") -
     if len(set(codes)) != len(codes):
         raise ValidationFailed(msg("a department appears twice"),
                                field_errors={"assists": [msg("each department once")]})
+    known = set(ctx.session.scalars(select(OrgUnit.code).where(  # one query for all of them
+        OrgUnit.code.in_(codes), OrgUnit.kind == "department", OrgUnit.active.is_(True))))
     for i, code in enumerate(codes):
-        try:
-            get_unit(ctx.session, code, "department")
-        except ValidationFailed:
+        if code not in known:
             key = lead_field if i == 0 else "assists"
             raise ValidationFailed(msg("unknown department '%(code)s'", code=code),
-                                   field_errors={key: [msg("unknown department '%(code)s'", code=code)]}) from None
+                                   field_errors={key: [msg("unknown department '%(code)s'", code=code)]})
     return [{"department": lead, "role": "lead"}] + [{"department": c, "role": "assist"} for c in assists]
 
 
