@@ -59,12 +59,7 @@ def _element_label(root, element_id: str | None) -> str:
     if not element_id:
         return ""
     found = root.xpath("//*[@id=$i]", i=element_id) if root is not None else []
-    if found:
-        el = found[0]
-        tag = etree.QName(el).localname
-        nm = el.get("name")
-        return f"{tag} '{element_id}'" + (f" ({nm})" if nm else "")
-    return f"element '{element_id}'"
+    return _label(found[0]) if found else f"element '{element_id}'"
 
 
 def _check_semantics(name: str, root) -> None:
@@ -312,6 +307,8 @@ def _check_decision(name: str, root, dmn_parser) -> None:
             for entry in rule.inputEntries:
                 column = entry.input
                 label = msg("input column '%(column)s' (%(id)s)", column=column.label or column.name, id=column.id)
+                where = msg("rule %(number)s '%(rule)s', %(column)s", number=rule.row_number, rule=rule.id,
+                            column=label)
                 # without an expression the engine takes the value from the task data: test against a constant
                 expression = column.expression or "None"
                 for test in entry.lhs:
@@ -326,14 +323,12 @@ def _check_decision(name: str, root, dmn_parser) -> None:
                                                                 "expression", expression=repr(expression)), exc)
                     trap = _never_matches(test)
                     if trap is not None:
-                        refuse(table, entry.id, msg("rule %(number)s '%(rule)s', %(column)s", number=rule.row_number,
-                                                    rule=rule.id, column=label),
-                               msg("input entry %(test)s never matches", test=repr(test)), ValueError(trap))
+                        refuse(table, entry.id, where, msg("input entry %(test)s never matches", test=repr(test)),
+                               ValueError(trap))
                     try:
                         engine.evaluate(expression, test, _COMPILING_TASK)
                     except (SyntaxError, ValueError) as exc:
-                        refuse(table, entry.id, msg("rule %(number)s '%(rule)s', %(column)s", number=rule.row_number,
-                                                    rule=rule.id, column=label),
+                        refuse(table, entry.id, where,
                                msg("input entry %(test)s is not a valid test of %(expression)s", test=repr(test),
                                    expression=repr(expression)), exc)
 

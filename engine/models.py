@@ -19,9 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from . import writes
 from .db import Base, UTCDateTime
-from .ids import IdSequence, use_reserved_ids
-
-__all__ = ["IdSequence"]  # (its table is the engine's too)
+from .ids import IdSequence, use_reserved_ids  # noqa: F401 - IdSequence: importing the models registers its table
 
 
 class ProcessDefinition(Base):

@@ -26,7 +26,7 @@ class District:
         return self.services.session_factory()
 
     @staticmethod
-    def _from_storage():
+    def from_storage():
         """The next step restores its workflow from the database, not from this process's cache."""
         WORKFLOW_CACHE.clear()
 
@@ -63,7 +63,7 @@ class District:
         return self.act(wi.id, username, action, data)
 
     def act(self, item_id, username, action, data=None):
-        self._from_storage()
+        self.from_storage()
         with self.session() as s:
             out = act_on_work_item(self.ctx(s, username), item_id, action, data)
             s.commit()
@@ -72,7 +72,7 @@ class District:
     def deliver(self, number, task, owner, event, username="scheduler-test"):
         """Deliver an SLA event to the open ``task`` item owned by ``owner`` (as the scheduler will)."""
         [wi] = [w for w in self.items(number) if w.task_name == task and w.owner_unit == owner]
-        self._from_storage()
+        self.from_storage()
         with self.session() as s:
             ctx = self.ctx(s, "admin")
             caught = deliver_process_event(ctx, wi.id, event)
@@ -105,7 +105,7 @@ class District:
     def sweep(self) -> int:
         from web.scheduler import sweep_once
 
-        self._from_storage()
+        self.from_storage()
         return sweep_once(self.services)["fire_due_sla_clocks"]
 
     def advance_to(self, when) -> int:

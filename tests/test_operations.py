@@ -24,7 +24,7 @@ class Named:
 
     def __call__(self, username, fn, number, task=None, **kwargs):
         item = self.d.item(number, username, task)
-        self.d._from_storage()
+        self.d.from_storage()
         with self.d.session() as s:
             out = fn(self.d.ctx(s, username), item.id, **kwargs)
             s.commit()
